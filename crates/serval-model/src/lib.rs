@@ -1,0 +1,48 @@
+//! Serval's domain vocabulary: validated names and identifiers, runtimes, a function's
+//! configuration and AWS Lambda's limits.
+//!
+//! This crate does no I/O. Every other crate speaks these types; anything that crosses a crate
+//! boundary as an identifier is a validated newtype here, never a bare string. Validation
+//! failures carry AWS's own wording so the API layer can render them unchanged.
+
+mod config;
+mod handler;
+mod ids;
+pub mod limits;
+mod runtime;
+
+pub use config::{
+    validate_description, validate_ephemeral_mb, validate_memory_mb, validate_role,
+    validate_timeout_secs, Architecture, EnvironmentVars, FunctionConfig, FunctionState,
+    LastUpdateStatus, PackageType,
+};
+pub use handler::{Handler, HandlerError};
+pub use ids::{EnvironmentId, FunctionName, FunctionRef, Qualifier, RequestId};
+pub use runtime::{Runtime, RuntimeFamily};
+
+/// A value that breaks one of AWS's constraints; the message is AWS's own wording, ready to be
+/// sent as the `Message` of an `InvalidParameterValueException` or `ValidationException`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// Rendered by AWS as `ValidationException` ("1 validation error detected: ...").
+    #[error("1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}")]
+    Constraint {
+        field: &'static str,
+        value: String,
+        constraint: String,
+    },
+    /// Rendered by AWS as `InvalidParameterValueException`.
+    #[error("{0}")]
+    InvalidParameter(String),
+}
+
+impl ValidationError {
+    /// Whether AWS reports this as `ValidationException` rather than
+    /// `InvalidParameterValueException`.
+    pub fn is_schema_violation(&self) -> bool {
+        matches!(self, ValidationError::Constraint { .. })
+    }
+}
+
+/// The Lambda account id Serval reports in ARNs (LocalStack uses the same placeholder).
+pub const ACCOUNT_ID: &str = "000000000000";

@@ -1,0 +1,1 @@
+//! serval-sandbox
