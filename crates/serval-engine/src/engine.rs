@@ -1,0 +1,243 @@
+//! The `Engine` handle: function registry, invocation entry point, idle reaping, shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serval_model::{FunctionConfig, FunctionName, RequestId};
+use serval_runtimes::RuntimeSet;
+use serval_sandbox::AnySandbox;
+use serval_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::environment::{self, ColdStart, FunctionSpec, Shared};
+use crate::logs::LogWriter;
+use crate::pool::Pool;
+use crate::{EngineConfig, EngineStats, InvokeError, InvokeOutcome, InvokeRequest, InvokeResult};
+
+/// How long shutdown waits for in-flight invocations.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Inner {
+    shared: Shared,
+    store: Store,
+    functions: RwLock<HashMap<FunctionName, Arc<Pool>>>,
+    running: AtomicU32,
+    shutting_down: AtomicBool,
+    cancel: CancellationToken,
+}
+
+/// A cloneable front to the engine. Create it inside a Tokio runtime.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Holds one slot of the account's concurrency while an invocation runs.
+struct Permit<'a>(&'a AtomicU32);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Engine {
+    /// Starts the engine's background work (idle reaper, log writer thread).
+    pub fn new(
+        config: EngineConfig,
+        sandbox: AnySandbox,
+        runtimes: Arc<RuntimeSet>,
+        store: Store,
+        log_retention: Duration,
+    ) -> std::io::Result<Engine> {
+        std::fs::create_dir_all(&config.envs_dir)?;
+        let logs = LogWriter::start(store.clone(), log_retention)?;
+        let inner = Arc::new(Inner {
+            shared: Shared {
+                config,
+                sandbox,
+                runtimes,
+                logs,
+                environments: Arc::new(AtomicU32::new(0)),
+            },
+            store,
+            functions: RwLock::new(HashMap::new()),
+            running: AtomicU32::new(0),
+            shutting_down: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+        });
+        tokio::spawn(reaper(Arc::downgrade(&inner), inner.cancel.clone()));
+        Ok(Engine { inner })
+    }
+
+    fn functions(&self) -> std::sync::RwLockReadGuard<'_, HashMap<FunctionName, Arc<Pool>>> {
+        self.inner
+            .functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn functions_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<FunctionName, Arc<Pool>>> {
+        self.inner
+            .functions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a function's current configuration (create or update). New invocations use
+    /// environments of this configuration; in-flight ones finish on the old.
+    pub fn deploy(&self, config: FunctionConfig) {
+        let code_dir = self.inner.store.code_dir(&config.code_sha256_hex);
+        let name = config.name.clone();
+        let pool = Arc::new(Pool::new(FunctionSpec::new(
+            config,
+            code_dir,
+            &self.inner.shared,
+        )));
+        let old = self.functions_mut().insert(name, pool);
+        if let Some(old) = old {
+            old.retire();
+        }
+    }
+
+    /// Forgets a function; its idle environments are destroyed now, busy ones when they finish.
+    pub fn remove(&self, name: &FunctionName) {
+        let old = self.functions_mut().remove(name);
+        if let Some(old) = old {
+            old.retire();
+        }
+    }
+
+    /// Whether the function is registered.
+    pub fn has_function(&self, name: &FunctionName) -> bool {
+        self.functions().contains_key(name)
+    }
+
+    fn permit(&self, function: &FunctionName) -> Result<Permit<'_>, InvokeError> {
+        let running = &self.inner.running;
+        let before = running.fetch_add(1, Ordering::AcqRel);
+        let permit = Permit(running);
+        if before >= self.inner.shared.config.max_concurrency {
+            return Err(InvokeError::TooManyRequests {
+                function: function.clone(),
+                reason: "ConcurrentInvocationLimitExceeded",
+            });
+        }
+        Ok(permit)
+    }
+
+    /// Runs one synchronous invocation.
+    pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeOutcome, InvokeError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(InvokeError::ShuttingDown);
+        }
+        let pool = self
+            .functions()
+            .get(&req.function)
+            .cloned()
+            .ok_or_else(|| InvokeError::FunctionNotFound(req.function.clone()))?;
+        let _permit = self.permit(&req.function)?;
+        let request_id = RequestId::new();
+        let spec = &pool.spec;
+        let shared = &self.inner.shared;
+        let _span = tracing::trace_span!("engine.invoke", function = %req.function).entered();
+        let mut env = match pool.acquire() {
+            Some(env) => env,
+            None => match environment::create(shared, spec, &request_id, req.log_tail).await? {
+                ColdStart::Ready(env) => env,
+                ColdStart::Failed { diagnostic, tail } => {
+                    return Ok(InvokeOutcome {
+                        request_id,
+                        executed_version: spec.config.version.clone(),
+                        result: InvokeResult::FunctionError(diagnostic),
+                        log_tail: tail,
+                    });
+                }
+            },
+        };
+        let run = env.invoke(shared, spec, &request_id, &req).await;
+        if run.reusable {
+            pool.release(env);
+        } else {
+            drop(env);
+        }
+        Ok(InvokeOutcome {
+            request_id,
+            executed_version: spec.config.version.clone(),
+            result: run.result,
+            log_tail: run.tail,
+        })
+    }
+
+    /// Running invocations and live environments.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            running_invocations: self.inner.running.load(Ordering::Relaxed),
+            environments: self.inner.shared.environments.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The settings the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.shared.config
+    }
+
+    /// Stops accepting invocations, lets in-flight ones finish (bounded), destroys every
+    /// environment and flushes logs.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        let started = Instant::now();
+        while self.inner.running.load(Ordering::Acquire) > 0 && started.elapsed() < DRAIN_TIMEOUT {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pools: Vec<Arc<Pool>> = self.functions_mut().drain().map(|(_, p)| p).collect();
+        for pool in pools {
+            pool.retire();
+        }
+        self.inner.cancel.cancel();
+        let started = Instant::now();
+        while self.inner.shared.environments.load(Ordering::Acquire) > 0
+            && started.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let logs = self.inner.shared.logs.clone();
+        let _ = tokio::task::spawn_blocking(move || logs.flush_blocking()).await;
+    }
+}
+
+/// Destroys idle environments once they have been unused for the keep-alive.
+async fn reaper(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
+    let keep_alive = match inner.upgrade() {
+        Some(i) => i.shared.config.keep_alive,
+        None => return,
+    };
+    let period = (keep_alive / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let Some(cutoff) = Instant::now().checked_sub(keep_alive) else {
+            continue;
+        };
+        let pools: Vec<Arc<Pool>> = inner
+            .functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for pool in pools {
+            let reaped = pool.reap(cutoff);
+            if reaped > 0 {
+                tracing::debug!(function = %pool.spec.config.name, reaped, idle = pool.idle_count(), "reaped idle environments");
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Log capture: a runtime's output, line by line, into the log store.
+//!
+//! Each environment's stdout and stderr share one pipe. A [`LogCapture`] reads it (a reader task
+//! while idle, and synchronously right after a result arrives, so every line written before the
+//! runtime posted its result is attributed to that invocation), frames invocations with Serval's
+//! `START`/`END`/`REPORT` lines, and keeps the last 4 KB for `LogType: Tail` when asked. Lines go
+//! to one [`LogWriter`] thread that appends them to the store in batches. Everything is bounded:
+//! a line is cut at 256 KB, and when the writer falls behind, lines are dropped and counted
+//! rather than queued without end.
+//!
+//! Not for: Serval's own log (that is `tracing`), or querying logs (the store does that).
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serval_model::limits::LOG_TAIL_MAX_BYTES;
+use serval_store::{LogEvent, Store};
+use tokio::net::unix::pipe;
+
+/// Longest single log event (CloudWatch's limit is 256 KB).
+const MAX_LINE_BYTES: usize = 256 * 1024;
+/// Lines buffered between the engine and the writer thread before new ones are dropped.
+const WRITER_QUEUE_LINES: usize = 64 * 1024;
+/// Most lines the writer appends in one store call.
+const WRITER_BATCH_LINES: usize = 4096;
+/// Longest a line waits in the writer before it is appended.
+const WRITER_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the writer applies the retention period.
+const RETENTION_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A log group and stream pair (`/aws/lambda/<name>`, `2026/11/24/[$LATEST]<hex>`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct StreamId {
+    pub group: String,
+    pub stream: String,
+}
+
+enum WriterMsg {
+    Line {
+        stream: Arc<StreamId>,
+        event: LogEvent,
+    },
+    Flush(mpsc::Sender<()>),
+}
+
+/// The sending side of the log writer thread; cloneable.
+#[derive(Clone)]
+pub struct LogWriter {
+    tx: SyncSender<WriterMsg>,
+    dropped: Arc<AtomicU64>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl LogWriter {
+    /// Starts the writer thread appending to `store`, deleting events older than `retention`.
+    pub fn start(store: Store, retention: Duration) -> io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE_LINES);
+        std::thread::Builder::new()
+            .name("serval-logs".into())
+            .spawn(move || writer_loop(store, retention, rx))?;
+        Ok(Self {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    fn send(&self, stream: &Arc<StreamId>, timestamp_ms: i64, message: String) {
+        let msg = WriterMsg::Line {
+            stream: stream.clone(),
+            event: LogEvent {
+                timestamp_ms,
+                message,
+            },
+        };
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = n + 1,
+                        "log writer is behind; dropping function log lines"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Waits (blocking) until every line sent so far is in the store.
+    pub fn flush_blocking(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(WriterMsg::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+fn writer_loop(store: Store, retention: Duration, rx: mpsc::Receiver<WriterMsg>) {
+    let mut batch: Vec<(Arc<StreamId>, LogEvent)> = Vec::with_capacity(WRITER_BATCH_LINES);
+    let mut last_sweep: Option<Instant> = None;
+    loop {
+        let msg = if batch.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(WRITER_FLUSH_INTERVAL)
+        };
+        let mut waiters = Vec::new();
+        match msg {
+            Ok(WriterMsg::Line { stream, event }) => batch.push((stream, event)),
+            Ok(WriterMsg::Flush(w)) => waiters.push(w),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                append(&store, &mut batch);
+                return;
+            }
+        }
+        // Take whatever else is already queued, up to a batch.
+        while batch.len() < WRITER_BATCH_LINES {
+            match rx.try_recv() {
+                Ok(WriterMsg::Line { stream, event }) => batch.push((stream, event)),
+                Ok(WriterMsg::Flush(w)) => waiters.push(w),
+                Err(_) => break,
+            }
+        }
+        append(&store, &mut batch);
+        for w in waiters {
+            let _ = w.send(());
+        }
+        if last_sweep.is_none_or(|t| t.elapsed() >= RETENTION_SWEEP_INTERVAL) {
+            last_sweep = Some(Instant::now());
+            let cutoff = now_ms() - retention.as_millis() as i64;
+            if let Err(error) = store.purge_logs_older_than(cutoff) {
+                tracing::warn!(error = %error, "failed to apply log retention");
+            }
+        }
+    }
+}
+
+fn append(store: &Store, batch: &mut Vec<(Arc<StreamId>, LogEvent)>) {
+    if batch.is_empty() {
+        return;
+    }
+    // Group consecutive lines of one stream; order within a stream is kept.
+    let mut start = 0;
+    let mut events = Vec::new();
+    while start < batch.len() {
+        let stream = batch[start].0.clone();
+        let mut end = start;
+        while end < batch.len() && Arc::ptr_eq(&batch[end].0, &stream) {
+            end += 1;
+        }
+        events.clear();
+        events.extend(batch[start..end].iter().map(|(_, e)| e.clone()));
+        if let Err(error) = store.append_log_events(&stream.group, &stream.stream, &events) {
+            tracing::error!(error = %error, group = %stream.group, "failed to store function log lines");
+        }
+        start = end;
+    }
+    batch.clear();
+}
+
+struct CaptureState {
+    partial: Vec<u8>,
+    tail: Option<Vec<u8>>,
+    closed: bool,
+}
+
+/// One environment's output pipe and where its lines go.
+pub struct LogCapture {
+    pipe: pipe::Receiver,
+    state: Mutex<CaptureState>,
+    writer: LogWriter,
+    pub stream: Arc<StreamId>,
+}
+
+impl LogCapture {
+    pub fn new(pipe: pipe::Receiver, writer: LogWriter, stream: Arc<StreamId>) -> Self {
+        Self {
+            pipe,
+            state: Mutex::new(CaptureState {
+                partial: Vec::new(),
+                tail: None,
+                closed: false,
+            }),
+            writer,
+            stream,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CaptureState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads everything the pipe holds right now. Returns false once the pipe is closed.
+    pub fn drain(&self) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return false;
+        }
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match self.pipe.try_read(&mut buf) {
+                Ok(0) => {
+                    st.closed = true;
+                    if !st.partial.is_empty() {
+                        let line = std::mem::take(&mut st.partial);
+                        self.emit(&mut st, &line);
+                    }
+                    return false;
+                }
+                Ok(n) => self.split(&mut st, &buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    st.closed = true;
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn split(&self, st: &mut CaptureState, mut data: &[u8]) {
+        while let Some(i) = data.iter().position(|&b| b == b'\n') {
+            if st.partial.is_empty() {
+                self.emit(st, &data[..i]);
+            } else {
+                st.partial.extend_from_slice(&data[..i]);
+                let line = std::mem::take(&mut st.partial);
+                self.emit(st, &line);
+            }
+            data = &data[i + 1..];
+        }
+        st.partial.extend_from_slice(data);
+        while st.partial.len() >= MAX_LINE_BYTES {
+            let rest = st.partial.split_off(MAX_LINE_BYTES);
+            let line = std::mem::replace(&mut st.partial, rest);
+            self.emit(st, &line);
+        }
+    }
+
+    fn emit(&self, st: &mut CaptureState, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(tail) = st.tail.as_mut() {
+            push_tail(tail, line);
+        }
+        let message = String::from_utf8_lossy(line).into_owned();
+        self.writer.send(&self.stream, now_ms(), message);
+    }
+
+    /// Records one of Serval's own lines (`START`, `END`, `REPORT`) in the stream.
+    pub fn system_line(&self, line: String) {
+        let mut st = self.lock();
+        if let Some(tail) = st.tail.as_mut() {
+            push_tail(tail, line.as_bytes());
+        }
+        drop(st);
+        self.writer.send(&self.stream, now_ms(), line);
+    }
+
+    /// Starts keeping the invocation's last 4 KB for `LogType: Tail`.
+    pub fn start_tail(&self) {
+        self.lock().tail = Some(Vec::with_capacity(LOG_TAIL_MAX_BYTES));
+    }
+
+    /// The kept tail, if one was started.
+    pub fn take_tail(&self) -> Option<Vec<u8>> {
+        let mut tail = self.lock().tail.take()?;
+        if tail.len() > LOG_TAIL_MAX_BYTES {
+            tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+        }
+        Some(tail)
+    }
+
+    /// Waits until the pipe has data or is closed.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.pipe.readable().await
+    }
+}
+
+fn push_tail(tail: &mut Vec<u8>, line: &[u8]) {
+    tail.extend_from_slice(line);
+    tail.push(b'\n');
+    if tail.len() > 2 * LOG_TAIL_MAX_BYTES {
+        tail.drain(..tail.len() - LOG_TAIL_MAX_BYTES);
+    }
+}
+
+/// Reads `capture` whenever the runtime writes, until its pipe closes.
+pub async fn pump(capture: Arc<LogCapture>) {
+    loop {
+        if capture.readable().await.is_err() || !capture.drain() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn capture(dir: &std::path::Path) -> (Arc<LogCapture>, std::io::PipeWriter, Store, LogWriter) {
+        let store = Store::open(dir).unwrap();
+        let writer = LogWriter::start(store.clone(), Duration::from_secs(86400)).unwrap();
+        let (r, w) = std::io::pipe().unwrap();
+        let rx = pipe::Receiver::from_owned_fd(r.into()).unwrap();
+        let stream = Arc::new(StreamId {
+            group: "/aws/lambda/f".into(),
+            stream: "s".into(),
+        });
+        (
+            Arc::new(LogCapture::new(rx, writer.clone(), stream)),
+            w,
+            store,
+            writer,
+        )
+    }
+
+    #[tokio::test]
+    async fn splits_lines_and_keeps_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cap, mut w, _store, _writer) = capture(dir.path());
+        cap.start_tail();
+        w.write_all(b"one\ntw").unwrap();
+        assert!(cap.drain());
+        w.write_all(b"o\r\nthree").unwrap();
+        assert!(cap.drain());
+        cap.system_line("END".into());
+        drop(w);
+        assert!(!cap.drain(), "closed pipe is reported");
+        let tail = String::from_utf8(cap.take_tail().unwrap()).unwrap();
+        assert_eq!(tail, "one\ntwo\nEND\nthree\n");
+    }
+
+    #[tokio::test]
+    async fn tail_is_bounded_to_4kb() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cap, mut w, _store, _writer) = capture(dir.path());
+        cap.start_tail();
+        for _ in 0..1000 {
+            w.write_all(b"0123456789abcdef\n").unwrap();
+        }
+        cap.drain();
+        assert_eq!(cap.take_tail().unwrap().len(), LOG_TAIL_MAX_BYTES);
+    }
+
+    #[tokio::test]
+    async fn cuts_overlong_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cap, mut w, _store, _writer) = capture(dir.path());
+        let big = vec![b'x'; MAX_LINE_BYTES + 10];
+        let writer_thread = std::thread::spawn(move || {
+            w.write_all(&big).unwrap();
+        });
+        while !writer_thread.is_finished() {
+            cap.drain();
+        }
+        cap.drain();
+        assert!(cap.lock().partial.len() < MAX_LINE_BYTES);
+    }
+}

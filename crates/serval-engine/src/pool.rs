@@ -1,0 +1,78 @@
+//! The environments of one function configuration: idle ones ready for reuse, and retirement
+//! when the configuration changes.
+//!
+//! The pool is reached through its handle only; its idle list sits behind a std mutex held for a
+//! push or a pop, never across an await. Idle environments are reused last-in first-out, so a
+//! steady trickle keeps one environment hot and lets the rest age out.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::environment::{Environment, FunctionSpec};
+
+/// One function configuration and its environments.
+pub struct Pool {
+    pub spec: Arc<FunctionSpec>,
+    idle: Mutex<Vec<Environment>>,
+    retired: AtomicBool,
+}
+
+impl Pool {
+    pub fn new(spec: FunctionSpec) -> Self {
+        Self {
+            spec: Arc::new(spec),
+            idle: Mutex::new(Vec::new()),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Environment>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used live idle environment, if any.
+    pub fn acquire(&self) -> Option<Environment> {
+        let mut idle = self.lock();
+        while let Some(env) = idle.pop() {
+            if env.is_alive() {
+                return Some(env);
+            }
+        }
+        None
+    }
+
+    /// Returns an environment after an invocation; a retired pool destroys it instead.
+    pub fn release(&self, env: Environment) {
+        if self.retired.load(Ordering::Acquire) || !env.is_alive() {
+            return;
+        }
+        let mut idle = self.lock();
+        // Checked again under the lock so `retire` cannot miss it.
+        if self.retired.load(Ordering::Acquire) {
+            drop(idle);
+            return;
+        }
+        idle.push(env);
+    }
+
+    /// Stops accepting environments and destroys the idle ones; in-flight ones finish and are
+    /// destroyed on release.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let idle = std::mem::take(&mut *self.lock());
+        drop(idle);
+    }
+
+    /// Destroys idle environments last used before `cutoff` or already dead.
+    pub fn reap(&self, cutoff: Instant) -> usize {
+        let mut idle = self.lock();
+        let before = idle.len();
+        idle.retain(|env| env.last_used >= cutoff && env.is_alive());
+        before - idle.len()
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+}
