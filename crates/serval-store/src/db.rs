@@ -1,0 +1,116 @@
+//! SQLite connections and the schema: opening `serval.db` in WAL mode, pragmas, migrations
+//! keyed on `PRAGMA user_version`.
+//!
+//! For: everything about how the database file is set up. Not for: queries of any one
+//! feature — those live beside the feature (`functions`, `code`, `logs`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// The schema version this build writes; `user_version` of a fresh database after `migrate`.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits on another's lock before giving up with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations; entry `i` brings the database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    r#"
+    CREATE TABLE functions (
+        name      TEXT PRIMARY KEY NOT NULL,
+        config    TEXT NOT NULL,           -- FunctionConfig as JSON
+        tags      TEXT NOT NULL DEFAULT '{}'
+    ) WITHOUT ROWID;
+
+    CREATE TABLE code_packages (
+        sha256_hex     TEXT PRIMARY KEY NOT NULL,
+        sha256_base64  TEXT NOT NULL,
+        zip_size       INTEGER NOT NULL,
+        unzipped_size  INTEGER NOT NULL,
+        created_ms     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE log_groups (
+        name           TEXT PRIMARY KEY NOT NULL,
+        creation_ms    INTEGER NOT NULL,
+        retention_days INTEGER,
+        stored_bytes   INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+
+    CREATE TABLE log_streams (
+        id                INTEGER PRIMARY KEY,
+        group_name        TEXT NOT NULL REFERENCES log_groups(name) ON DELETE CASCADE,
+        name              TEXT NOT NULL,
+        creation_ms       INTEGER NOT NULL,
+        first_event_ms    INTEGER,
+        last_event_ms     INTEGER,
+        last_ingestion_ms INTEGER,
+        stored_bytes      INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (group_name, name)
+    );
+    CREATE INDEX log_streams_by_last_event ON log_streams (group_name, last_event_ms, name);
+
+    -- One row per (stream, appended batch): the events are encoded in `data` and exploded
+    -- at query time, so appending costs one row per batch, not per line.
+    CREATE TABLE log_chunks (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream_id     INTEGER NOT NULL REFERENCES log_streams(id) ON DELETE CASCADE,
+        group_name    TEXT NOT NULL,
+        event_count   INTEGER NOT NULL,
+        min_ts        INTEGER NOT NULL,
+        max_ts        INTEGER NOT NULL,
+        ingestion_ms  INTEGER NOT NULL,
+        bytes         INTEGER NOT NULL,
+        data          BLOB NOT NULL
+    );
+    CREATE INDEX log_chunks_by_stream ON log_chunks (stream_id, id);
+    CREATE INDEX log_chunks_by_group ON log_chunks (group_name, id);
+    CREATE INDEX log_chunks_by_max_ts ON log_chunks (max_ts);
+    "#,
+];
+
+/// Opens one connection to `path` with Serval's pragmas (WAL, `synchronous=NORMAL`, foreign
+/// keys, busy timeout).
+pub(crate) fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(StoreError::db("open"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(StoreError::db("set busy_timeout"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(StoreError::db("set journal_mode"))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(StoreError::db("set synchronous"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(StoreError::db("set foreign_keys"))?;
+    Ok(conn)
+}
+
+/// Brings the schema up to `SCHEMA_VERSION`, refusing a database from a newer Serval.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(StoreError::db("begin migration"))?;
+    let found: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(StoreError::db("read user_version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tx.execute_batch(sql)
+            .map_err(StoreError::db("migrate schema"))?;
+        tracing::info!(from, to = from + 1, "store.migrate");
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(StoreError::db("write user_version"))?;
+    tx.commit().map_err(StoreError::db("commit migration"))?;
+    Ok(())
+}

@@ -1,0 +1,1647 @@
+//! Function logs in CloudWatch Logs' model: log groups (`/aws/lambda/<name>`), log streams
+//! (one per execution environment, `2026/11/24/[$LATEST]<32-hex>`) and events, with the
+//! queries the CloudWatch Logs API needs (GetLogEvents, FilterLogEvents, DescribeLogGroups,
+//! DescribeLogStreams, DeleteLogGroup) and retention.
+//!
+//! Storage: an appended batch becomes one `log_chunks` row per stream holding the events
+//! encoded back to back (`i64` timestamp, `u32` length, UTF-8 message, little-endian), so
+//! appending 500 lines costs one row and one transaction; queries decode chunks and filter the
+//! events. An event's position is `(chunk id, index in chunk)`: events of a stream keep append
+//! order, and positions are what tokens and event ids are made of.
+//!
+//! Not for: capturing a function's output, truncating long lines or rate-limiting a noisy
+//! function (the engine's log writer does that), metric filters or Logs Insights.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rusqlite::{params, OptionalExtension};
+
+use crate::{now_ms, Store, StoreError};
+
+/// Most events one GetLogEvents or FilterLogEvents page returns (AWS's limit).
+pub const LOG_EVENTS_MAX_LIMIT: usize = 10_000;
+/// Most bytes of events one page returns (AWS: 1 MB, counting 26 bytes per event).
+const PAGE_MAX_BYTES: usize = 1_048_576;
+/// Per-event overhead CloudWatch counts towards sizes.
+const EVENT_OVERHEAD_BYTES: usize = 26;
+/// Most events in one chunk row; bigger batches are split.
+const CHUNK_MAX_EVENTS: usize = 1_000;
+/// Most message bytes in one chunk row; bigger batches are split.
+const CHUNK_MAX_BYTES: usize = 1024 * 1024;
+/// Bits of an event position holding the index within its chunk.
+const POS_INDEX_BITS: u32 = 20;
+/// Most chunks one FilterLogEvents call scans before returning a (possibly empty) page with a
+/// `nextToken`, as AWS does, so one call's cost stays bounded.
+const FILTER_SCAN_MAX_CHUNKS: usize = 5_000;
+/// Most DescribeLogGroups / DescribeLogStreams items per page (AWS's limit).
+const DESCRIBE_MAX_LIMIT: usize = 50;
+/// Cached stream ids kept beside the writer before the cache is dropped and refilled.
+const STREAM_ID_CACHE_MAX: usize = 10_000;
+
+/// One log line as the engine appends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// When the line was produced, in ms since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The line, without its trailing newline.
+    pub message: String,
+}
+
+/// An event as GetLogEvents returns it (`OutputLogEvent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLogEvent {
+    pub timestamp_ms: i64,
+    pub message: String,
+    /// When the store received the event's batch, in ms since the Unix epoch.
+    pub ingestion_time_ms: i64,
+}
+
+/// GetLogEvents' parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetLogEventsQuery {
+    /// `logGroupName`.
+    pub group: String,
+    /// `logStreamName`.
+    pub stream: String,
+    /// `startTime`: events at or after this ms timestamp.
+    pub start_time_ms: Option<i64>,
+    /// `endTime`: events before this ms timestamp.
+    pub end_time_ms: Option<i64>,
+    /// `nextToken`: a `nextForwardToken` (`f/...`) or `nextBackwardToken` (`b/...`).
+    pub next_token: Option<String>,
+    /// `limit`, 1..=10,000; default (and clamp) 10,000.
+    pub limit: Option<usize>,
+    /// `startFromHead`: without a token, return the oldest events rather than the newest.
+    pub start_from_head: bool,
+}
+
+/// GetLogEvents' result. As on AWS, when no further events exist in a direction, the token
+/// for that direction is the one the caller sent, which is how clients stop paging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEventsPage {
+    /// Events in append order (oldest first).
+    pub events: Vec<OutputLogEvent>,
+    /// `nextForwardToken`: continues after the last event (also for tailing new events).
+    pub next_forward_token: String,
+    /// `nextBackwardToken`: continues before the first event.
+    pub next_backward_token: String,
+}
+
+/// FilterLogEvents' parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterLogEventsQuery {
+    /// `logGroupName`.
+    pub group: String,
+    /// `logStreamNames`: only these streams (unknown names match nothing).
+    pub stream_names: Option<Vec<String>>,
+    /// `logStreamNamePrefix`: only streams whose name starts with this; not with
+    /// `stream_names` (AWS rejects both).
+    pub stream_name_prefix: Option<String>,
+    /// `startTime`: events at or after this ms timestamp.
+    pub start_time_ms: Option<i64>,
+    /// `endTime`: events before this ms timestamp.
+    pub end_time_ms: Option<i64>,
+    /// `filterPattern`: whitespace-separated terms that must all appear (case-sensitive);
+    /// `"quoted phrases"`; `?term` of which at least one must appear; `-term` that must not.
+    /// JSON (`{ ... }`) and space-delimited (`[ ... ]`) patterns are not supported.
+    pub filter_pattern: Option<String>,
+    /// `nextToken` from a previous page of the same query.
+    pub next_token: Option<String>,
+    /// `limit`, 1..=10,000; default (and clamp) 10,000.
+    pub limit: Option<usize>,
+}
+
+/// An event as FilterLogEvents returns it (`FilteredLogEvent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilteredLogEvent {
+    pub log_stream_name: String,
+    pub timestamp_ms: i64,
+    pub message: String,
+    pub ingestion_time_ms: i64,
+    /// Unique within the log group; stable across calls (clients de-duplicate on it).
+    pub event_id: String,
+}
+
+/// FilterLogEvents' result: events of all matching streams in the order they were appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilteredEventsPage {
+    pub events: Vec<FilteredLogEvent>,
+    /// Present when the search did not finish; a page may be empty and still carry a token.
+    pub next_token: Option<String>,
+}
+
+/// A log group as DescribeLogGroups returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogGroupInfo {
+    pub name: String,
+    /// `creationTime`, ms since the Unix epoch.
+    pub creation_time_ms: i64,
+    /// `retentionInDays`; `None` means events never expire.
+    pub retention_in_days: Option<u32>,
+    /// `storedBytes`: message bytes currently stored.
+    pub stored_bytes: u64,
+}
+
+impl LogGroupInfo {
+    /// `arn:aws:logs:<region>:000000000000:log-group:<name>:*`, as DescribeLogGroups reports.
+    pub fn arn(&self, region: &str) -> String {
+        format!(
+            "arn:aws:logs:{region}:{}:log-group:{}:*",
+            serval_model::ACCOUNT_ID,
+            self.name
+        )
+    }
+}
+
+/// A log stream as DescribeLogStreams returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogStreamInfo {
+    pub name: String,
+    /// `creationTime`, ms since the Unix epoch.
+    pub creation_time_ms: i64,
+    /// `firstEventTimestamp`.
+    pub first_event_timestamp_ms: Option<i64>,
+    /// `lastEventTimestamp`.
+    pub last_event_timestamp_ms: Option<i64>,
+    /// `lastIngestionTime`.
+    pub last_ingestion_time_ms: Option<i64>,
+    /// `storedBytes`.
+    pub stored_bytes: u64,
+}
+
+impl LogStreamInfo {
+    /// `arn:aws:logs:<region>:000000000000:log-group:<group>:log-stream:<name>`.
+    pub fn arn(&self, region: &str, group: &str) -> String {
+        format!(
+            "arn:aws:logs:{region}:{}:log-group:{group}:log-stream:{}",
+            serval_model::ACCOUNT_ID,
+            self.name
+        )
+    }
+}
+
+/// DescribeLogStreams' `orderBy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogStreamOrder {
+    /// By name (the default).
+    #[default]
+    LogStreamName,
+    /// By `lastEventTimestamp`; streams without events sort first. Cannot be combined with a
+    /// prefix (AWS rejects it too).
+    LastEventTime,
+}
+
+/// DescribeLogStreams' parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DescribeLogStreamsQuery {
+    /// `logGroupName`.
+    pub group: String,
+    /// `logStreamNamePrefix`.
+    pub prefix: Option<String>,
+    /// `orderBy`.
+    pub order_by: LogStreamOrder,
+    /// `descending`.
+    pub descending: bool,
+    /// `nextToken` from a previous page of the same query.
+    pub next_token: Option<String>,
+    /// `limit`, clamped to 1..=50 (0 means 50).
+    pub limit: usize,
+}
+
+/// Where an event sits: `chunk id << 20 | index in chunk`. Orders events by append order.
+type Pos = i64;
+
+fn pos(chunk_id: i64, index: usize) -> Pos {
+    (chunk_id << POS_INDEX_BITS) | index as i64
+}
+
+/// Encodes events into a chunk's blob.
+fn encode_events(events: &[LogEvent]) -> Vec<u8> {
+    let size: usize = events.iter().map(|e| 12 + e.message.len()).sum();
+    let mut out = Vec::with_capacity(size);
+    for e in events {
+        out.extend_from_slice(&e.timestamp_ms.to_le_bytes());
+        out.extend_from_slice(&(e.message.len() as u32).to_le_bytes());
+        out.extend_from_slice(e.message.as_bytes());
+    }
+    out
+}
+
+/// Decodes a chunk's blob, handing each `(index, timestamp, message)` to `f`; `f` returns
+/// `false` to stop early.
+fn decode_events(
+    chunk_id: i64,
+    data: &[u8],
+    mut f: impl FnMut(usize, i64, &str) -> bool,
+) -> Result<(), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        what: format!("log chunk {chunk_id}"),
+        source: "truncated or malformed event encoding".into(),
+    };
+    let mut rest = data;
+    let mut index = 0;
+    while !rest.is_empty() {
+        if rest.len() < 12 {
+            return Err(corrupt());
+        }
+        let ts = i64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes")) as usize;
+        let body = rest.get(12..12 + len).ok_or_else(corrupt)?;
+        let message = std::str::from_utf8(body).map_err(|source| StoreError::Corrupt {
+            what: format!("log chunk {chunk_id}"),
+            source: Box::new(source),
+        })?;
+        if !f(index, ts, message) {
+            return Ok(());
+        }
+        rest = &rest[12 + len..];
+        index += 1;
+    }
+    Ok(())
+}
+
+/// Decodes all of a chunk's events, in order.
+fn decode_all(chunk_id: i64, data: &[u8]) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut out = Vec::new();
+    decode_events(chunk_id, data, |_, ts, m| {
+        out.push((ts, m.to_owned()));
+        true
+    })?;
+    Ok(out)
+}
+
+fn parse_pos_token(token: &str, prefix: &str) -> Option<Pos> {
+    let digits = token.strip_prefix(prefix)?;
+    let digits = digits.strip_suffix("/s").unwrap_or(digits);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn forward_token(p: Pos) -> String {
+    format!("f/{:020}/s", p.max(0))
+}
+
+fn backward_token(p: Pos) -> String {
+    format!("b/{:020}/s", p.max(0))
+}
+
+fn event_bytes(message: &str) -> usize {
+    message.len() + EVENT_OVERHEAD_BYTES
+}
+
+fn clamp_limit(limit: Option<usize>) -> usize {
+    limit
+        .unwrap_or(LOG_EVENTS_MAX_LIMIT)
+        .clamp(1, LOG_EVENTS_MAX_LIMIT)
+}
+
+/// A parsed filter pattern for unstructured log events.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FilterPattern {
+    /// All must appear.
+    required: Vec<String>,
+    /// At least one must appear, if any are given (`?term`).
+    any: Vec<String>,
+    /// None may appear (`-term`).
+    excluded: Vec<String>,
+}
+
+impl FilterPattern {
+    fn parse(pattern: &str) -> Result<FilterPattern, StoreError> {
+        let invalid = || StoreError::InvalidFilterPattern {
+            pattern: pattern.to_owned(),
+        };
+        let trimmed = pattern.trim();
+        if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            return Err(invalid());
+        }
+        let mut out = FilterPattern::default();
+        let mut chars = trimmed.chars().peekable();
+        loop {
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            let Some(&first) = chars.peek() else { break };
+            let list = match first {
+                '?' => {
+                    chars.next();
+                    &mut out.any
+                }
+                '-' => {
+                    chars.next();
+                    &mut out.excluded
+                }
+                _ => &mut out.required,
+            };
+            let mut term = String::new();
+            if chars.next_if_eq(&'"').is_some() {
+                let mut closed = false;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => term.extend(chars.next()),
+                        '"' => {
+                            closed = true;
+                            break;
+                        }
+                        c => term.push(c),
+                    }
+                }
+                if !closed {
+                    return Err(invalid());
+                }
+            } else {
+                while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                    term.push(c);
+                }
+            }
+            if term.is_empty() {
+                return Err(invalid());
+            }
+            list.push(term);
+        }
+        Ok(out)
+    }
+
+    fn matches(&self, message: &str) -> bool {
+        self.required.iter().all(|t| message.contains(t.as_str()))
+            && (self.any.is_empty() || self.any.iter().any(|t| message.contains(t.as_str())))
+            && !self.excluded.iter().any(|t| message.contains(t.as_str()))
+    }
+}
+
+/// A chunk row's header as queries read it.
+struct Chunk {
+    id: i64,
+    stream_id: i64,
+    ingestion_ms: i64,
+}
+
+impl Store {
+    /// Appends a batch of events to a stream, creating the group and the stream on first use.
+    ///
+    /// One transaction per call and one row per (stream, ≤1,000 events); meant to be called
+    /// by a log-writer thread with batches, not per line. Events keep the order given.
+    pub fn append_log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[LogEvent],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut guard = self.writer();
+        let writer = &mut *guard;
+        let key = (group.to_owned(), stream.to_owned());
+        let cached = writer.stream_ids.get(&key).copied();
+        let tx = writer
+            .conn
+            .transaction()
+            .map_err(StoreError::db("begin append log events"))?;
+        let stream_id = match cached {
+            Some(id) => id,
+            None => {
+                tx.execute(
+                    "INSERT INTO log_groups (name, creation_ms) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![group, now],
+                )
+                .map_err(StoreError::db("create log group"))?;
+                tx.execute(
+                    "INSERT INTO log_streams (group_name, name, creation_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (group_name, name) DO NOTHING",
+                    params![group, stream, now],
+                )
+                .map_err(StoreError::db("create log stream"))?;
+                tx.query_row(
+                    "SELECT id FROM log_streams WHERE group_name = ?1 AND name = ?2",
+                    params![group, stream],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::db("read log stream id"))?
+            }
+        };
+        let mut total_bytes: i64 = 0;
+        let mut min_ts = i64::MAX;
+        let mut max_ts = i64::MIN;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO log_chunks
+                       (stream_id, group_name, event_count, min_ts, max_ts, ingestion_ms, bytes, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(StoreError::db("append log events"))?;
+            let mut start = 0;
+            while start < events.len() {
+                let mut end = start;
+                let mut bytes = 0;
+                while end < events.len()
+                    && end - start < CHUNK_MAX_EVENTS
+                    && (end == start || bytes + events[end].message.len() <= CHUNK_MAX_BYTES)
+                {
+                    bytes += events[end].message.len();
+                    end += 1;
+                }
+                let chunk = &events[start..end];
+                let lo = chunk
+                    .iter()
+                    .map(|e| e.timestamp_ms)
+                    .min()
+                    .expect("non-empty chunk");
+                let hi = chunk
+                    .iter()
+                    .map(|e| e.timestamp_ms)
+                    .max()
+                    .expect("non-empty chunk");
+                min_ts = min_ts.min(lo);
+                max_ts = max_ts.max(hi);
+                total_bytes += bytes as i64;
+                insert
+                    .execute(params![
+                        stream_id,
+                        group,
+                        chunk.len() as i64,
+                        lo,
+                        hi,
+                        now,
+                        bytes as i64,
+                        encode_events(chunk)
+                    ])
+                    .map_err(StoreError::db("append log events"))?;
+                start = end;
+            }
+        }
+        tx.prepare_cached(
+            "UPDATE log_streams SET
+               first_event_ms = MIN(IFNULL(first_event_ms, ?2), ?2),
+               last_event_ms = MAX(IFNULL(last_event_ms, ?3), ?3),
+               last_ingestion_ms = ?4,
+               stored_bytes = stored_bytes + ?5
+             WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![stream_id, min_ts, max_ts, now, total_bytes]))
+        .map_err(StoreError::db("update log stream"))?;
+        tx.prepare_cached("UPDATE log_groups SET stored_bytes = stored_bytes + ?2 WHERE name = ?1")
+            .and_then(|mut s| s.execute(params![group, total_bytes]))
+            .map_err(StoreError::db("update log group"))?;
+        tx.commit().map_err(StoreError::db("commit log events"))?;
+        if cached.is_none() {
+            if writer.stream_ids.len() >= STREAM_ID_CACHE_MAX {
+                writer.stream_ids.clear();
+            }
+            writer.stream_ids.insert(key, stream_id);
+        }
+        Ok(())
+    }
+
+    /// GetLogEvents: one page of a stream's events in append order.
+    ///
+    /// Without a token, the newest `limit` events (or the oldest with `start_from_head`);
+    /// with `f/...`, the events after it; with `b/...`, the `limit` events before it.
+    pub fn get_log_events(&self, q: &GetLogEventsQuery) -> Result<LogEventsPage, StoreError> {
+        let limit = clamp_limit(q.limit);
+        let start = q.start_time_ms.unwrap_or(i64::MIN);
+        let end = q.end_time_ms.unwrap_or(i64::MAX);
+        // `Some(p)`: forward after p; `Err(p)`: backward before p.
+        let direction: Result<Pos, Pos> = match q.next_token.as_deref() {
+            Some(t) => {
+                if let Some(p) = parse_pos_token(t, "f/") {
+                    Ok(p)
+                } else if let Some(p) = parse_pos_token(t, "b/") {
+                    Err(p)
+                } else {
+                    return Err(StoreError::InvalidToken {
+                        token: t.to_owned(),
+                    });
+                }
+            }
+            None if q.start_from_head => Ok(-1),
+            None => Err(i64::MAX),
+        };
+        let conn = self.reader();
+        let stream_id = stream_id(&conn, &q.group, &q.stream)?;
+        let in_range = |ts: i64| ts >= start && ts < end;
+        let mut events: Vec<(Pos, OutputLogEvent)> = Vec::new();
+        let mut bytes = 0usize;
+        match direction {
+            Ok(after) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, ingestion_ms, data FROM log_chunks
+                         WHERE stream_id = ?1 AND id >= ?2 AND max_ts >= ?3 AND min_ts < ?4
+                         ORDER BY id",
+                    )
+                    .map_err(StoreError::db("read log events"))?;
+                let mut rows = stmt
+                    .query(params![stream_id, after >> POS_INDEX_BITS, start, end])
+                    .map_err(StoreError::db("read log events"))?;
+                'chunks: while let Some(row) =
+                    rows.next().map_err(StoreError::db("read log events"))?
+                {
+                    let id: i64 = row.get(0).map_err(StoreError::db("read log events"))?;
+                    let ingestion: i64 = row.get(1).map_err(StoreError::db("read log events"))?;
+                    let data = row
+                        .get_ref(2)
+                        .and_then(|v| Ok(v.as_blob()?))
+                        .map_err(StoreError::db("read log events"))?;
+                    let mut full = false;
+                    decode_events(id, data, |i, ts, m| {
+                        let p = pos(id, i);
+                        if p <= after || !in_range(ts) {
+                            return true;
+                        }
+                        if !events.is_empty() && bytes + event_bytes(m) > PAGE_MAX_BYTES {
+                            full = true;
+                            return false;
+                        }
+                        bytes += event_bytes(m);
+                        events.push((p, output(ts, m, ingestion)));
+                        full = events.len() >= limit;
+                        !full
+                    })?;
+                    if full {
+                        break 'chunks;
+                    }
+                }
+            }
+            Err(before) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, ingestion_ms, data FROM log_chunks
+                         WHERE stream_id = ?1 AND id <= ?2 AND max_ts >= ?3 AND min_ts < ?4
+                         ORDER BY id DESC",
+                    )
+                    .map_err(StoreError::db("read log events"))?;
+                let mut rows = stmt
+                    .query(params![stream_id, before >> POS_INDEX_BITS, start, end])
+                    .map_err(StoreError::db("read log events"))?;
+                'chunks: while let Some(row) =
+                    rows.next().map_err(StoreError::db("read log events"))?
+                {
+                    let id: i64 = row.get(0).map_err(StoreError::db("read log events"))?;
+                    let ingestion: i64 = row.get(1).map_err(StoreError::db("read log events"))?;
+                    let data = row
+                        .get_ref(2)
+                        .and_then(|v| Ok(v.as_blob()?))
+                        .map_err(StoreError::db("read log events"))?;
+                    for (i, (ts, m)) in decode_all(id, data)?.into_iter().enumerate().rev() {
+                        let p = pos(id, i);
+                        if p >= before || !in_range(ts) {
+                            continue;
+                        }
+                        if !events.is_empty() && bytes + event_bytes(&m) > PAGE_MAX_BYTES {
+                            break 'chunks;
+                        }
+                        bytes += event_bytes(&m);
+                        events.push((
+                            p,
+                            OutputLogEvent {
+                                timestamp_ms: ts,
+                                message: m,
+                                ingestion_time_ms: ingestion,
+                            },
+                        ));
+                        if events.len() >= limit {
+                            break 'chunks;
+                        }
+                    }
+                }
+                events.reverse();
+            }
+        }
+        let (next_forward_token, next_backward_token) = match (events.first(), events.last()) {
+            (Some((first, _)), Some((last, _))) => (forward_token(*last), backward_token(*first)),
+            _ => match (&q.next_token, direction) {
+                // Nothing further this way: hand the caller's token back, as AWS does.
+                (Some(t), Ok(after)) => (t.clone(), backward_token(after + 1)),
+                (Some(t), Err(before)) => (forward_token(before - 1), t.clone()),
+                // No token and nothing in range: tokens at the stream's current end, so
+                // following the forward token yields only events appended later.
+                (None, _) => {
+                    let end = stream_end(&conn, stream_id)?;
+                    (forward_token(end), backward_token(end + 1))
+                }
+            },
+        };
+        Ok(LogEventsPage {
+            events: events.into_iter().map(|(_, e)| e).collect(),
+            next_forward_token,
+            next_backward_token,
+        })
+    }
+
+    /// FilterLogEvents: matching events of a group's streams, in append order.
+    pub fn filter_log_events(
+        &self,
+        q: &FilterLogEventsQuery,
+    ) -> Result<FilteredEventsPage, StoreError> {
+        if q.stream_names.is_some() && q.stream_name_prefix.is_some() {
+            return Err(StoreError::InvalidParameter {
+                message: "logStreamNames and logStreamNamePrefix are mutually exclusive".into(),
+            });
+        }
+        let pattern = FilterPattern::parse(q.filter_pattern.as_deref().unwrap_or(""))?;
+        let after: Pos = match q.next_token.as_deref() {
+            Some(t) => parse_filter_token(t).ok_or_else(|| StoreError::InvalidToken {
+                token: t.to_owned(),
+            })?,
+            None => -1,
+        };
+        let limit = clamp_limit(q.limit);
+        let start = q.start_time_ms.unwrap_or(i64::MIN);
+        let end = q.end_time_ms.unwrap_or(i64::MAX);
+        let conn = self.reader();
+        require_group(&conn, &q.group)?;
+        let mut streams: HashMap<i64, String> = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, name FROM log_streams WHERE group_name = ?1")
+                .map_err(StoreError::db("read log streams"))?;
+            let rows = stmt
+                .query_map([&q.group], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(StoreError::db("read log streams"))?;
+            for row in rows {
+                let (id, name) = row.map_err(StoreError::db("read log streams"))?;
+                let wanted = match (&q.stream_names, &q.stream_name_prefix) {
+                    (Some(names), _) => names.contains(&name),
+                    (_, Some(prefix)) => name.starts_with(prefix.as_str()),
+                    _ => true,
+                };
+                if wanted {
+                    streams.insert(id, name);
+                }
+            }
+        }
+        if streams.is_empty() {
+            return Ok(FilteredEventsPage {
+                events: Vec::new(),
+                next_token: None,
+            });
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, stream_id, ingestion_ms, data FROM log_chunks
+                 WHERE group_name = ?1 AND id >= ?2 AND max_ts >= ?3 AND min_ts < ?4
+                 ORDER BY id",
+            )
+            .map_err(StoreError::db("filter log events"))?;
+        let mut rows = stmt
+            .query(params![q.group, after >> POS_INDEX_BITS, start, end])
+            .map_err(StoreError::db("filter log events"))?;
+        let mut events: Vec<FilteredLogEvent> = Vec::new();
+        let mut bytes = 0usize;
+        let mut last_returned: Pos = after;
+        let mut scanned = 0usize;
+        let mut next_token = None;
+        'chunks: while let Some(row) = rows.next().map_err(StoreError::db("filter log events"))? {
+            let chunk = Chunk {
+                id: row.get(0).map_err(StoreError::db("filter log events"))?,
+                stream_id: row.get(1).map_err(StoreError::db("filter log events"))?,
+                ingestion_ms: row.get(2).map_err(StoreError::db("filter log events"))?,
+            };
+            let Some(stream_name) = streams.get(&chunk.stream_id) else {
+                continue;
+            };
+            scanned += 1;
+            if scanned > FILTER_SCAN_MAX_CHUNKS {
+                // Bound one call's work; resume from here next time.
+                next_token = Some(filter_token(last_returned.max(pos(chunk.id, 0) - 1)));
+                break;
+            }
+            let data = row
+                .get_ref(3)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(StoreError::db("filter log events"))?;
+            let mut stop = false;
+            decode_events(chunk.id, data, |i, ts, m| {
+                let p = pos(chunk.id, i);
+                if p <= after || ts < start || ts >= end || !pattern.matches(m) {
+                    return true;
+                }
+                if events.len() >= limit
+                    || (!events.is_empty() && bytes + event_bytes(m) > PAGE_MAX_BYTES)
+                {
+                    // One more match exists: the search is not finished.
+                    stop = true;
+                    return false;
+                }
+                bytes += event_bytes(m);
+                last_returned = p;
+                events.push(FilteredLogEvent {
+                    log_stream_name: stream_name.clone(),
+                    timestamp_ms: ts,
+                    message: m.to_owned(),
+                    ingestion_time_ms: chunk.ingestion_ms,
+                    event_id: format!("{p:020}"),
+                });
+                true
+            })?;
+            if stop {
+                next_token = Some(filter_token(last_returned));
+                break 'chunks;
+            }
+        }
+        Ok(FilteredEventsPage { events, next_token })
+    }
+
+    /// DescribeLogGroups: groups in name order whose name starts with `prefix`; `limit` is
+    /// clamped to 1..=50 (0 means 50).
+    pub fn describe_log_groups(
+        &self,
+        prefix: Option<&str>,
+        next_token: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<LogGroupInfo>, Option<String>), StoreError> {
+        let limit = clamp_describe_limit(limit);
+        let after = match next_token {
+            Some(t) => decode_name_token(t, "g:")?,
+            None => String::new(),
+        };
+        let prefix = prefix.unwrap_or("");
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT name, creation_ms, retention_days, stored_bytes FROM log_groups
+                 WHERE name > ?1 AND substr(name, 1, length(?2)) = ?2
+                 ORDER BY name LIMIT ?3",
+            )
+            .map_err(StoreError::db("describe log groups"))?;
+        let rows = stmt
+            .query_map(params![after, prefix, (limit + 1) as i64], |r| {
+                Ok(LogGroupInfo {
+                    name: r.get(0)?,
+                    creation_time_ms: r.get(1)?,
+                    retention_in_days: r.get(2)?,
+                    stored_bytes: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })
+            .map_err(StoreError::db("describe log groups"))?;
+        let mut out = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::db("describe log groups"))?;
+        let next = if out.len() > limit {
+            out.truncate(limit);
+            out.last().map(|g| encode_token(&format!("g:{}", g.name)))
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
+    /// DescribeLogStreams: a group's streams, by name or by last event time.
+    pub fn describe_log_streams(
+        &self,
+        q: &DescribeLogStreamsQuery,
+    ) -> Result<(Vec<LogStreamInfo>, Option<String>), StoreError> {
+        if q.order_by == LogStreamOrder::LastEventTime && q.prefix.is_some() {
+            return Err(StoreError::InvalidParameter {
+                message: "Cannot order by LastEventTime with a logStreamNamePrefix.".into(),
+            });
+        }
+        let limit = clamp_describe_limit(q.limit);
+        let conn = self.reader();
+        require_group(&conn, &q.group)?;
+        let prefix = q.prefix.as_deref().unwrap_or("");
+        // Streams without events sort as if their last event were at i64::MIN.
+        let (cursor_key, cursor_name): (i64, Option<String>) = match q.next_token.as_deref() {
+            None => (0, None),
+            Some(t) => {
+                let invalid = || StoreError::InvalidToken {
+                    token: t.to_owned(),
+                };
+                let raw = decode_token(t).ok_or_else(invalid)?;
+                match q.order_by {
+                    LogStreamOrder::LogStreamName => {
+                        let name = raw.strip_prefix("n:").ok_or_else(invalid)?;
+                        (0, Some(name.to_owned()))
+                    }
+                    LogStreamOrder::LastEventTime => {
+                        let rest = raw.strip_prefix("t:").ok_or_else(invalid)?;
+                        let (key, name) = rest.split_once(':').ok_or_else(invalid)?;
+                        (key.parse().map_err(|_| invalid())?, Some(name.to_owned()))
+                    }
+                }
+            }
+        };
+        let (cmp, dir) = if q.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        let (order_key, cursor_clause, order_clause) = match q.order_by {
+            LogStreamOrder::LogStreamName => (
+                "0",
+                format!("AND (?4 IS NULL OR (?3 IS NOT NULL AND name {cmp} ?4))"),
+                format!("name {dir}"),
+            ),
+            LogStreamOrder::LastEventTime => {
+                let key = "IFNULL(last_event_ms, -9223372036854775808)";
+                (
+                    key,
+                    format!("AND (?4 IS NULL OR ({key}, name) {cmp} (?3, ?4))"),
+                    format!("{key} {dir}, name {dir}"),
+                )
+            }
+        };
+        let sql = format!(
+            "SELECT name, creation_ms, first_event_ms, last_event_ms, last_ingestion_ms, stored_bytes,
+                    {order_key}
+             FROM log_streams
+             WHERE group_name = ?1 AND substr(name, 1, length(?2)) = ?2 {cursor_clause}
+             ORDER BY {order_clause} LIMIT ?5"
+        );
+        let mut stmt = conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::db("describe log streams"))?;
+        let rows = stmt
+            .query_map(
+                params![q.group, prefix, cursor_key, cursor_name, (limit + 1) as i64],
+                |r| {
+                    Ok((
+                        LogStreamInfo {
+                            name: r.get(0)?,
+                            creation_time_ms: r.get(1)?,
+                            first_event_timestamp_ms: r.get(2)?,
+                            last_event_timestamp_ms: r.get(3)?,
+                            last_ingestion_time_ms: r.get(4)?,
+                            stored_bytes: r.get::<_, i64>(5)?.max(0) as u64,
+                        },
+                        r.get::<_, i64>(6)?,
+                    ))
+                },
+            )
+            .map_err(StoreError::db("describe log streams"))?;
+        let mut out = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::db("describe log streams"))?;
+        let next = if out.len() > limit {
+            out.truncate(limit);
+            out.last().map(|(s, key)| match q.order_by {
+                LogStreamOrder::LogStreamName => encode_token(&format!("n:{}", s.name)),
+                LogStreamOrder::LastEventTime => encode_token(&format!("t:{key}:{}", s.name)),
+            })
+        } else {
+            None
+        };
+        Ok((out.into_iter().map(|(s, _)| s).collect(), next))
+    }
+
+    /// DeleteLogGroup: removes the group, its streams and events; `false` if it did not exist.
+    pub fn delete_log_group(&self, group: &str) -> Result<bool, StoreError> {
+        let mut guard = self.writer();
+        let writer = &mut *guard;
+        let tx = writer
+            .conn
+            .transaction()
+            .map_err(StoreError::db("begin delete log group"))?;
+        tx.execute("DELETE FROM log_chunks WHERE group_name = ?1", [group])
+            .map_err(StoreError::db("delete log events"))?;
+        tx.execute("DELETE FROM log_streams WHERE group_name = ?1", [group])
+            .map_err(StoreError::db("delete log streams"))?;
+        let n = tx
+            .execute("DELETE FROM log_groups WHERE name = ?1", [group])
+            .map_err(StoreError::db("delete log group"))?;
+        tx.commit()
+            .map_err(StoreError::db("commit delete log group"))?;
+        writer.stream_ids.retain(|(g, _), _| g != group);
+        Ok(n > 0)
+    }
+
+    /// PutRetentionPolicy / DeleteRetentionPolicy: records `retentionInDays` for a group
+    /// (enforcement is `purge_logs_older_than`, driven by the caller).
+    pub fn set_log_group_retention(
+        &self,
+        group: &str,
+        days: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let n = self
+            .writer()
+            .conn
+            .execute(
+                "UPDATE log_groups SET retention_days = ?2 WHERE name = ?1",
+                params![group, days],
+            )
+            .map_err(StoreError::db("set log retention"))?;
+        if n == 0 {
+            return Err(StoreError::LogGroupNotFound {
+                group: group.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Retention: deletes stored events older than `cutoff_ms`, a whole chunk at a time (a
+    /// chunk goes when its newest event is older than the cutoff, so events just older than
+    /// the cutoff may survive until their chunk-mates expire). Returns how many events were
+    /// deleted. Groups and streams stay, as on AWS.
+    pub fn purge_logs_older_than(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let mut guard = self.writer();
+        let tx = guard
+            .conn
+            .transaction()
+            .map_err(StoreError::db("begin purge logs"))?;
+        let mut affected: Vec<(i64, String, i64, i64)> = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT stream_id, group_name, SUM(event_count), SUM(bytes) FROM log_chunks
+                     WHERE max_ts < ?1 GROUP BY stream_id",
+                )
+                .map_err(StoreError::db("purge logs"))?;
+            let rows = stmt
+                .query_map([cutoff_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(StoreError::db("purge logs"))?;
+            for row in rows {
+                affected.push(row.map_err(StoreError::db("purge logs"))?);
+            }
+        }
+        if affected.is_empty() {
+            return Ok(0);
+        }
+        tx.execute("DELETE FROM log_chunks WHERE max_ts < ?1", [cutoff_ms])
+            .map_err(StoreError::db("purge logs"))?;
+        let mut deleted: u64 = 0;
+        for (stream_id, group, count, bytes) in &affected {
+            deleted += (*count).max(0) as u64;
+            tx.execute(
+                "UPDATE log_streams SET stored_bytes = MAX(stored_bytes - ?2, 0),
+                   first_event_ms = IFNULL((SELECT MIN(min_ts) FROM log_chunks WHERE stream_id = ?1), first_event_ms)
+                 WHERE id = ?1",
+                params![stream_id, bytes],
+            )
+            .map_err(StoreError::db("purge logs"))?;
+            tx.execute(
+                "UPDATE log_groups SET stored_bytes = MAX(stored_bytes - ?2, 0) WHERE name = ?1",
+                params![group, bytes],
+            )
+            .map_err(StoreError::db("purge logs"))?;
+        }
+        tx.commit().map_err(StoreError::db("commit purge logs"))?;
+        tracing::debug!(cutoff_ms, deleted, "store.purge_logs");
+        Ok(deleted)
+    }
+}
+
+fn output(ts: i64, message: &str, ingestion: i64) -> OutputLogEvent {
+    OutputLogEvent {
+        timestamp_ms: ts,
+        message: message.to_owned(),
+        ingestion_time_ms: ingestion,
+    }
+}
+
+fn clamp_describe_limit(limit: usize) -> usize {
+    if limit == 0 {
+        DESCRIBE_MAX_LIMIT
+    } else {
+        limit.min(DESCRIBE_MAX_LIMIT)
+    }
+}
+
+fn encode_token(raw: &str) -> String {
+    URL_SAFE_NO_PAD.encode(raw.as_bytes())
+}
+
+fn decode_token(token: &str) -> Option<String> {
+    String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()
+}
+
+fn decode_name_token(token: &str, prefix: &str) -> Result<String, StoreError> {
+    decode_token(token)
+        .and_then(|raw| raw.strip_prefix(prefix).map(str::to_owned))
+        .ok_or_else(|| StoreError::InvalidToken {
+            token: token.to_owned(),
+        })
+}
+
+fn filter_token(p: Pos) -> String {
+    encode_token(&format!("e:{p}"))
+}
+
+fn parse_filter_token(token: &str) -> Option<Pos> {
+    decode_token(token)?.strip_prefix("e:")?.parse().ok()
+}
+
+fn require_group(conn: &rusqlite::Connection, group: &str) -> Result<(), StoreError> {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM log_groups WHERE name = ?1")
+        .and_then(|mut s| s.exists([group]))
+        .map_err(StoreError::db("read log group"))?;
+    if !exists {
+        return Err(StoreError::LogGroupNotFound {
+            group: group.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn stream_id(conn: &rusqlite::Connection, group: &str, stream: &str) -> Result<i64, StoreError> {
+    let id: Option<i64> = conn
+        .prepare_cached("SELECT id FROM log_streams WHERE group_name = ?1 AND name = ?2")
+        .and_then(|mut s| s.query_row(params![group, stream], |r| r.get(0)).optional())
+        .map_err(StoreError::db("read log stream"))?;
+    match id {
+        Some(id) => Ok(id),
+        None => {
+            require_group(conn, group)?;
+            Err(StoreError::LogStreamNotFound {
+                group: group.to_owned(),
+                stream: stream.to_owned(),
+            })
+        }
+    }
+}
+
+/// Position of a stream's last stored event, or 0 if it has none.
+fn stream_end(conn: &rusqlite::Connection, stream_id: i64) -> Result<Pos, StoreError> {
+    let last: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT id, event_count FROM log_chunks WHERE stream_id = ?1 ORDER BY id DESC LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row([stream_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(StoreError::db("read log stream end"))?;
+    Ok(last.map_or(0, |(id, count)| pos(id, (count - 1).max(0) as usize)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: &str = "/aws/lambda/f";
+    const S: &str = "2026/11/24/[$LATEST]0123456789abcdef0123456789abcdef";
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn ev(ts: i64, message: &str) -> LogEvent {
+        LogEvent {
+            timestamp_ms: ts,
+            message: message.to_owned(),
+        }
+    }
+
+    /// Appends `n` events `line i` at ts `1000 + i` to (G, S) in batches of `batch`.
+    fn fill(store: &Store, n: usize, batch: usize) {
+        let events: Vec<LogEvent> = (0..n)
+            .map(|i| ev(1000 + i as i64, &format!("line {i}")))
+            .collect();
+        for b in events.chunks(batch) {
+            store.append_log_events(G, S, b).unwrap();
+        }
+    }
+
+    fn messages(page: &LogEventsPage) -> Vec<String> {
+        page.events.iter().map(|e| e.message.clone()).collect()
+    }
+
+    fn lines(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| format!("line {i}")).collect()
+    }
+
+    fn get(store: &Store, token: Option<&str>, head: bool, limit: usize) -> LogEventsPage {
+        store
+            .get_log_events(&GetLogEventsQuery {
+                group: G.into(),
+                stream: S.into(),
+                next_token: token.map(str::to_owned),
+                limit: Some(limit),
+                start_from_head: head,
+                ..Default::default()
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn get_log_events_pages_forward_from_head() {
+        let (_d, store) = store();
+        fill(&store, 25, 7);
+        let p1 = get(&store, None, true, 10);
+        assert_eq!(messages(&p1), lines(0..10));
+        assert!(p1.events.iter().all(|e| e.ingestion_time_ms > 0));
+        let p2 = get(&store, Some(&p1.next_forward_token), true, 10);
+        assert_eq!(messages(&p2), lines(10..20));
+        let p3 = get(&store, Some(&p2.next_forward_token), true, 10);
+        assert_eq!(messages(&p3), lines(20..25));
+        let p4 = get(&store, Some(&p3.next_forward_token), true, 10);
+        assert!(p4.events.is_empty());
+        // The end is signalled by the same token coming back.
+        assert_eq!(p4.next_forward_token, p3.next_forward_token);
+        assert!(p4.next_forward_token.starts_with("f/"));
+        // Going back from page 3 gives page 2.
+        let back = get(&store, Some(&p3.next_backward_token), true, 10);
+        assert_eq!(messages(&back), lines(10..20));
+        // New events show up after the last forward token (tailing).
+        store.append_log_events(G, S, &[ev(5000, "late")]).unwrap();
+        let p5 = get(&store, Some(&p4.next_forward_token), true, 10);
+        assert_eq!(messages(&p5), vec!["late".to_string()]);
+    }
+
+    #[test]
+    fn get_log_events_without_token_returns_newest_and_pages_backward() {
+        let (_d, store) = store();
+        fill(&store, 25, 4);
+        let p1 = get(&store, None, false, 10);
+        assert_eq!(messages(&p1), lines(15..25));
+        let p2 = get(&store, Some(&p1.next_backward_token), false, 10);
+        assert_eq!(messages(&p2), lines(5..15));
+        assert!(p2.next_backward_token.starts_with("b/"));
+        let p3 = get(&store, Some(&p2.next_backward_token), false, 10);
+        assert_eq!(messages(&p3), lines(0..5));
+        let p4 = get(&store, Some(&p3.next_backward_token), false, 10);
+        assert!(p4.events.is_empty());
+        assert_eq!(p4.next_backward_token, p3.next_backward_token);
+        // Forward from the newest page: nothing yet.
+        let p5 = get(&store, Some(&p1.next_forward_token), false, 10);
+        assert!(p5.events.is_empty());
+        assert_eq!(p5.next_forward_token, p1.next_forward_token);
+    }
+
+    #[test]
+    fn get_log_events_on_empty_range_tails_new_events() {
+        let (_d, store) = store();
+        fill(&store, 3, 3);
+        let q = GetLogEventsQuery {
+            group: G.into(),
+            stream: S.into(),
+            start_time_ms: Some(100_000),
+            ..Default::default()
+        };
+        let page = store.get_log_events(&q).unwrap();
+        assert!(page.events.is_empty());
+        store
+            .append_log_events(G, S, &[ev(200_000, "new")])
+            .unwrap();
+        let next = get(&store, Some(&page.next_forward_token), true, 10);
+        assert_eq!(messages(&next), vec!["new".to_string()]);
+    }
+
+    #[test]
+    fn get_log_events_filters_time_range_and_keeps_append_order() {
+        let (_d, store) = store();
+        // Out-of-order timestamps within a batch keep append order.
+        store
+            .append_log_events(G, S, &[ev(30, "c"), ev(10, "a"), ev(20, "b"), ev(40, "d")])
+            .unwrap();
+        let page = store
+            .get_log_events(&GetLogEventsQuery {
+                group: G.into(),
+                stream: S.into(),
+                start_time_ms: Some(20),
+                end_time_ms: Some(40),
+                start_from_head: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(messages(&page), vec!["c", "b"]);
+    }
+
+    #[test]
+    fn get_log_events_reports_missing_group_stream_and_bad_token() {
+        let (_d, store) = store();
+        fill(&store, 1, 1);
+        let mut q = GetLogEventsQuery {
+            group: "/aws/lambda/none".into(),
+            stream: S.into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.get_log_events(&q),
+            Err(StoreError::LogGroupNotFound { .. })
+        ));
+        q.group = G.into();
+        q.stream = "nope".into();
+        let err = store.get_log_events(&q).unwrap_err();
+        assert!(matches!(err, StoreError::LogStreamNotFound { .. }));
+        assert_eq!(err.aws_error_type(), "ResourceNotFoundException");
+        q.stream = S.into();
+        for bad in ["x/1", "f/", "f/abc", "b/-1"] {
+            q.next_token = Some(bad.into());
+            assert!(
+                matches!(
+                    store.get_log_events(&q),
+                    Err(StoreError::InvalidToken { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn large_batches_split_into_chunks_and_respect_byte_cap() {
+        let (_d, store) = store();
+        let big = "x".repeat(100_000);
+        let events: Vec<LogEvent> = (0..30).map(|i| ev(i, &big)).collect();
+        store.append_log_events(G, S, &events).unwrap();
+        let chunks: i64 = store
+            .reader()
+            .query_row("SELECT COUNT(*) FROM log_chunks", [], |r| r.get(0))
+            .unwrap();
+        assert!(chunks >= 3, "{chunks} chunks");
+        let page = get(&store, None, true, 10_000);
+        // 1 MB page: 10 events of 100,026 counted bytes fit, 11 do not.
+        assert_eq!(page.events.len(), 10);
+        let rest = get(&store, Some(&page.next_forward_token), true, 10_000);
+        assert_eq!(rest.events.len(), 10);
+    }
+
+    fn filter(store: &Store, q: FilterLogEventsQuery) -> Vec<FilteredLogEvent> {
+        let mut all = Vec::new();
+        let mut q = q;
+        loop {
+            let page = store.filter_log_events(&q).unwrap();
+            all.extend(page.events);
+            match page.next_token {
+                Some(t) => q.next_token = Some(t),
+                None => return all,
+            }
+        }
+    }
+
+    fn fq(pattern: &str) -> FilterLogEventsQuery {
+        FilterLogEventsQuery {
+            group: G.into(),
+            filter_pattern: Some(pattern.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn filter_log_events_matches_terms_phrases_and_alternatives() {
+        let (_d, store) = store();
+        store
+            .append_log_events(
+                G,
+                "s1",
+                &[
+                    ev(1, "ERROR disk full"),
+                    ev(2, "INFO all good"),
+                    ev(3, "WARN disk slow"),
+                ],
+            )
+            .unwrap();
+        store
+            .append_log_events(
+                G,
+                "s2",
+                &[ev(4, "error lowercase"), ev(5, "ERROR timeout after 3s")],
+            )
+            .unwrap();
+        let msgs = |q| {
+            filter(&store, q)
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            msgs(fq("ERROR")),
+            vec!["ERROR disk full", "ERROR timeout after 3s"]
+        );
+        assert_eq!(msgs(fq("ERROR disk")), vec!["ERROR disk full"]);
+        assert_eq!(msgs(fq("\"disk full\"")), vec!["ERROR disk full"]);
+        assert_eq!(msgs(fq("\"full disk\"")), Vec::<String>::new());
+        assert_eq!(
+            msgs(fq("?WARN ?INFO")),
+            vec!["INFO all good", "WARN disk slow"]
+        );
+        assert_eq!(msgs(fq("ERROR -timeout")), vec!["ERROR disk full"]);
+        assert_eq!(msgs(fq("")).len(), 5);
+        let events = filter(&store, fq("ERROR"));
+        assert_eq!(events[0].log_stream_name, "s1");
+        assert_eq!(events[1].log_stream_name, "s2");
+        assert_ne!(events[0].event_id, events[1].event_id);
+        // Stream selection.
+        let mut q = fq("");
+        q.stream_names = Some(vec!["s2".into()]);
+        assert_eq!(filter(&store, q).len(), 2);
+        let mut q = fq("");
+        q.stream_names = Some(vec!["missing".into()]);
+        assert_eq!(filter(&store, q).len(), 0);
+        let mut q = fq("");
+        q.stream_name_prefix = Some("s1".into());
+        assert_eq!(filter(&store, q).len(), 3);
+        // Time range.
+        let mut q = fq("");
+        q.start_time_ms = Some(2);
+        q.end_time_ms = Some(5);
+        assert_eq!(
+            msgs(q),
+            vec!["INFO all good", "WARN disk slow", "error lowercase"]
+        );
+    }
+
+    #[test]
+    fn filter_log_events_rejects_bad_input() {
+        let (_d, store) = store();
+        fill(&store, 1, 1);
+        for bad in [
+            "{ $.level = \"ERROR\" }",
+            "[ip, user]",
+            "\"unterminated",
+            "? x",
+        ] {
+            assert!(
+                matches!(
+                    store.filter_log_events(&fq(bad)),
+                    Err(StoreError::InvalidFilterPattern { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let mut q = fq("");
+        q.stream_names = Some(vec![S.into()]);
+        q.stream_name_prefix = Some("2026".into());
+        assert!(matches!(
+            store.filter_log_events(&q),
+            Err(StoreError::InvalidParameter { .. })
+        ));
+        let mut q = fq("");
+        q.next_token = Some("garbage".into());
+        assert!(matches!(
+            store.filter_log_events(&q),
+            Err(StoreError::InvalidToken { .. })
+        ));
+        let mut q = fq("");
+        q.group = "/aws/lambda/none".into();
+        assert!(matches!(
+            store.filter_log_events(&q),
+            Err(StoreError::LogGroupNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn filter_log_events_pages_with_next_token() {
+        let (_d, store) = store();
+        fill(&store, 95, 10);
+        store
+            .append_log_events(G, "other", &[ev(1, "line other")])
+            .unwrap();
+        let mut q = fq("line");
+        q.limit = Some(20);
+        let first = store.filter_log_events(&q).unwrap();
+        assert_eq!(first.events.len(), 20);
+        assert!(first.next_token.is_some());
+        let all = filter(&store, q);
+        assert_eq!(all.len(), 96);
+        let ids: std::collections::HashSet<_> = all.iter().map(|e| e.event_id.clone()).collect();
+        assert_eq!(ids.len(), 96);
+        // Exactly `limit` matches: no token on the page that ends the search.
+        let mut q = fq("\"line other\"");
+        q.limit = Some(1);
+        assert_eq!(store.filter_log_events(&q).unwrap().next_token, None);
+    }
+
+    #[test]
+    fn describes_log_groups_with_prefix_and_paging() {
+        let (_d, store) = store();
+        for name in [
+            "/aws/lambda/a",
+            "/aws/lambda/b",
+            "/aws/lambda/c",
+            "/other/x",
+        ] {
+            store
+                .append_log_events(name, "s", &[ev(1, "hello")])
+                .unwrap();
+        }
+        let (page, next) = store
+            .describe_log_groups(Some("/aws/lambda/"), None, 2)
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            ["/aws/lambda/a", "/aws/lambda/b"]
+        );
+        let (page2, next2) = store
+            .describe_log_groups(Some("/aws/lambda/"), next.as_deref(), 2)
+            .unwrap();
+        assert_eq!(page2.len(), 1);
+        assert_eq!(next2, None);
+        let g = &page[0];
+        assert_eq!(g.stored_bytes, 5);
+        assert_eq!(g.retention_in_days, None);
+        assert!(g.creation_time_ms > 0);
+        assert_eq!(
+            g.arn("us-east-1"),
+            "arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/a:*"
+        );
+        assert_eq!(store.describe_log_groups(None, None, 0).unwrap().0.len(), 4);
+        store.set_log_group_retention("/other/x", Some(7)).unwrap();
+        let (other, _) = store.describe_log_groups(Some("/other"), None, 50).unwrap();
+        assert_eq!(other[0].retention_in_days, Some(7));
+        assert!(store.set_log_group_retention("/none", Some(7)).is_err());
+        assert!(matches!(
+            store.describe_log_groups(None, Some("%%%"), 5),
+            Err(StoreError::InvalidToken { .. })
+        ));
+    }
+
+    #[test]
+    fn describes_log_streams_by_name_and_last_event_time() {
+        let (_d, store) = store();
+        store
+            .append_log_events(G, "b", &[ev(300, "x"), ev(100, "yy")])
+            .unwrap();
+        store.append_log_events(G, "a", &[ev(500, "x")]).unwrap();
+        store.append_log_events(G, "c", &[ev(200, "x")]).unwrap();
+        store.append_log_events(G, "b", &[ev(50, "zzz")]).unwrap();
+        let names = |q: &DescribeLogStreamsQuery| {
+            let mut out = Vec::new();
+            let mut q = q.clone();
+            loop {
+                let (page, next) = store.describe_log_streams(&q).unwrap();
+                assert!(page.len() <= q.limit.max(1));
+                out.extend(page.into_iter().map(|s| s.name));
+                match next {
+                    Some(t) => q.next_token = Some(t),
+                    None => return out,
+                }
+            }
+        };
+        let mut q = DescribeLogStreamsQuery {
+            group: G.into(),
+            limit: 1,
+            ..Default::default()
+        };
+        assert_eq!(names(&q), ["a", "b", "c"]);
+        q.descending = true;
+        assert_eq!(names(&q), ["c", "b", "a"]);
+        q.order_by = LogStreamOrder::LastEventTime;
+        assert_eq!(names(&q), ["a", "b", "c"]); // last events 500, 300, 200
+        q.descending = false;
+        assert_eq!(names(&q), ["c", "b", "a"]);
+        let (all, _) = store
+            .describe_log_streams(&DescribeLogStreamsQuery {
+                group: G.into(),
+                prefix: Some("b".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let b = &all[0];
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (b.first_event_timestamp_ms, b.last_event_timestamp_ms),
+            (Some(50), Some(300))
+        );
+        assert_eq!(b.stored_bytes, 6);
+        assert!(b.last_ingestion_time_ms.is_some());
+        assert_eq!(
+            b.arn("eu-west-1", G),
+            format!("arn:aws:logs:eu-west-1:000000000000:log-group:{G}:log-stream:b")
+        );
+        let bad = DescribeLogStreamsQuery {
+            group: G.into(),
+            prefix: Some("b".into()),
+            order_by: LogStreamOrder::LastEventTime,
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.describe_log_streams(&bad),
+            Err(StoreError::InvalidParameter { .. })
+        ));
+        let missing = DescribeLogStreamsQuery {
+            group: "/none".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.describe_log_streams(&missing),
+            Err(StoreError::LogGroupNotFound { .. })
+        ));
+        // A name-order token is not accepted for time order.
+        let (_, next) = store
+            .describe_log_streams(&DescribeLogStreamsQuery {
+                group: G.into(),
+                limit: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        let cross = DescribeLogStreamsQuery {
+            group: G.into(),
+            order_by: LogStreamOrder::LastEventTime,
+            next_token: next,
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.describe_log_streams(&cross),
+            Err(StoreError::InvalidToken { .. })
+        ));
+    }
+
+    #[test]
+    fn deletes_log_group_and_recreates_on_next_append() {
+        let (_d, store) = store();
+        fill(&store, 10, 5);
+        assert!(store.delete_log_group(G).unwrap());
+        assert!(!store.delete_log_group(G).unwrap());
+        assert!(matches!(
+            store.get_log_events(&GetLogEventsQuery {
+                group: G.into(),
+                stream: S.into(),
+                ..Default::default()
+            }),
+            Err(StoreError::LogGroupNotFound { .. })
+        ));
+        let left: i64 = store
+            .reader()
+            .query_row("SELECT COUNT(*) FROM log_chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        // The writer's cached stream id must not outlive the group.
+        store.append_log_events(G, S, &[ev(1, "again")]).unwrap();
+        assert_eq!(messages(&get(&store, None, true, 10)), vec!["again"]);
+    }
+
+    #[test]
+    fn purges_chunks_older_than_cutoff() {
+        let (_d, store) = store();
+        store
+            .append_log_events(G, S, &[ev(100, "old1"), ev(150, "old2")])
+            .unwrap();
+        store.append_log_events(G, S, &[ev(900, "new")]).unwrap();
+        store
+            .append_log_events("/aws/lambda/g2", "s", &[ev(120, "old3")])
+            .unwrap();
+        assert_eq!(store.purge_logs_older_than(500).unwrap(), 3);
+        assert_eq!(store.purge_logs_older_than(500).unwrap(), 0);
+        assert_eq!(messages(&get(&store, None, true, 10)), vec!["new"]);
+        let (streams, _) = store
+            .describe_log_streams(&DescribeLogStreamsQuery {
+                group: G.into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(streams[0].stored_bytes, 3);
+        assert_eq!(streams[0].first_event_timestamp_ms, Some(900));
+        let (groups, _) = store.describe_log_groups(None, None, 50).unwrap();
+        assert_eq!(
+            groups.iter().map(|g| g.stored_bytes).collect::<Vec<_>>(),
+            [3, 0]
+        );
+    }
+
+    #[test]
+    fn logs_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            fill(&store, 12, 5);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(messages(&get(&store, None, true, 100)), lines(0..12));
+        fill(&store, 2, 2);
+        assert_eq!(get(&store, None, true, 100).events.len(), 14);
+    }
+
+    #[test]
+    fn parses_filter_patterns() {
+        let p = FilterPattern::parse(r#"  ERROR "disk full" ?alpha ?"b c" -skip "say \"hi\"" "#)
+            .unwrap();
+        assert_eq!(p.required, ["ERROR", "disk full", "say \"hi\""]);
+        assert_eq!(p.any, ["alpha", "b c"]);
+        assert_eq!(p.excluded, ["skip"]);
+        assert!(p.matches("ERROR disk full alpha say \"hi\""));
+        assert!(!p.matches("ERROR disk full alpha say \"hi\" skip"));
+        assert!(!p.matches("ERROR disk full say \"hi\""));
+        assert!(FilterPattern::parse("").unwrap().matches("anything"));
+    }
+
+    /// Prints append throughput; never asserts on time (run with `--nocapture` to see it).
+    #[test]
+    fn bench_append_100k_events_in_batches_of_500() {
+        let (_d, store) = store();
+        let events: Vec<LogEvent> = (0..100_000)
+            .map(|i| ev(1_700_000_000_000 + i, &format!("2026-11-24T10:00:00.000Z\tc0ffee00-1234-4567-89ab-{i:012}\tINFO\tprocessed item {i} of the batch with some payload")))
+            .collect();
+        let started = std::time::Instant::now();
+        for batch in events.chunks(500) {
+            store.append_log_events(G, S, batch).unwrap();
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "append: 100000 events in batches of 500 in {:.3}s = {:.0} events/s",
+            elapsed.as_secs_f64(),
+            100_000.0 / elapsed.as_secs_f64()
+        );
+        let started = std::time::Instant::now();
+        let mut q = fq("\"item 99999 \"");
+        q.limit = Some(10);
+        let found = store.filter_log_events(&q).unwrap();
+        println!(
+            "filter: scanned 100000 events in {:.3}s",
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(found.events.len(), 1);
+    }
+}
