@@ -274,7 +274,8 @@ pub async fn create(
         group: spec.log_group.clone(),
         stream: stream_name(&spec.config.version),
     });
-    let capture = Arc::new(LogCapture::new(reader, shared.logs.clone(), stream.clone()));
+    let capture =
+        Arc::new(LogCapture::new(reader, shared.logs.clone(), stream.clone()).map_err(setup)?);
     if tail {
         capture.start_tail();
     }

@@ -10,7 +10,8 @@
 //!
 //! Not for: Serval's own log (that is `tracing`), or querying logs (the store does that).
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serval_model::limits::LOG_TAIL_MAX_BYTES;
 use serval_store::{LogEvent, Store};
+use std::os::fd::AsFd;
 use tokio::net::unix::pipe;
 
 /// Longest single log event (CloudWatch's limit is 256 KB).
@@ -176,16 +178,23 @@ struct CaptureState {
 
 /// One environment's output pipe and where its lines go.
 pub struct LogCapture {
+    /// The read end, registered with tokio: the pump waits and reads through it.
     pipe: pipe::Receiver,
+    /// The same open pipe (a duplicate descriptor, non-blocking too). A synchronous drain reads
+    /// through it with a plain `read(2)`, because tokio's `try_read` trusts its cached readiness
+    /// and may report "would block" without asking the kernel.
+    direct: File,
     state: Mutex<CaptureState>,
     writer: LogWriter,
     pub stream: Arc<StreamId>,
 }
 
 impl LogCapture {
-    pub fn new(pipe: pipe::Receiver, writer: LogWriter, stream: Arc<StreamId>) -> Self {
-        Self {
+    pub fn new(pipe: pipe::Receiver, writer: LogWriter, stream: Arc<StreamId>) -> io::Result<Self> {
+        let direct = File::from(pipe.as_fd().try_clone_to_owned()?);
+        Ok(Self {
             pipe,
+            direct,
             state: Mutex::new(CaptureState {
                 partial: Vec::new(),
                 tail: None,
@@ -193,7 +202,7 @@ impl LogCapture {
             }),
             writer,
             stream,
-        }
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CaptureState> {
@@ -202,13 +211,17 @@ impl LogCapture {
 
     /// Reads everything the pipe holds right now. Returns false once the pipe is closed.
     pub fn drain(&self) -> bool {
+        self.drain_with(|buf| (&self.direct).read(buf))
+    }
+
+    fn drain_with(&self, mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> bool {
         let mut st = self.lock();
         if st.closed {
             return false;
         }
         let mut buf = [0u8; 16 * 1024];
         loop {
-            match self.pipe.try_read(&mut buf) {
+            match read(&mut buf) {
                 Ok(0) => {
                     st.closed = true;
                     if !st.partial.is_empty() {
@@ -280,9 +293,13 @@ impl LogCapture {
         Some(tail)
     }
 
-    /// Waits until the pipe has data or is closed.
-    pub async fn readable(&self) -> io::Result<()> {
-        self.pipe.readable().await
+    /// Waits until the pipe may have data, reads it all; false once the pipe is closed.
+    async fn pump_once(&self) -> bool {
+        if self.pipe.readable().await.is_err() {
+            return false;
+        }
+        // Reading through tokio clears its readiness once the pipe is empty.
+        self.drain_with(|buf| self.pipe.try_read(buf))
     }
 }
 
@@ -296,11 +313,7 @@ fn push_tail(tail: &mut Vec<u8>, line: &[u8]) {
 
 /// Reads `capture` whenever the runtime writes, until its pipe closes.
 pub async fn pump(capture: Arc<LogCapture>) {
-    loop {
-        if capture.readable().await.is_err() || !capture.drain() {
-            return;
-        }
-    }
+    while capture.pump_once().await {}
 }
 
 #[cfg(test)]
@@ -318,7 +331,7 @@ mod tests {
             stream: "s".into(),
         });
         (
-            Arc::new(LogCapture::new(rx, writer.clone(), stream)),
+            Arc::new(LogCapture::new(rx, writer.clone(), stream).unwrap()),
             w,
             store,
             writer,
