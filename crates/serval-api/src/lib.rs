@@ -1,1 +1,142 @@
-//! serval-api
+//! serval-api: Serval's AWS-compatible HTTP surfaces, served on one address.
+//!
+//! - Lambda REST API `2015-03-31` (control plane and `Invoke`), rendered exactly as botocore's
+//!   model and AWS's responses spell it, errors as `x-amzn-ErrorType` + `{"Type", "Message"}`;
+//! - CloudWatch Logs JSON 1.1 protocol (`POST /`, routed by `X-Amz-Target: Logs_20140328.*`);
+//! - `GET /_serval/code/<sha256-hex>.zip`, where GetFunction's `Code.Location` points.
+//!
+//! It is thin: it parses, validates with `serval-model`, asks `serval-store` (blocking, so on
+//! `spawn_blocking`) and tells `serval-engine`; the engine and the store decide. `Invoke` is
+//! the hot path and touches neither the store nor a blocking thread.
+//!
+//! Not for: SigV4 authentication (not checked yet: any credentials are accepted), function
+//! versions and aliases (only `$LATEST` exists), asynchronous invocation, event sources, the
+//! console. See `docs/compat.md` for the operations and fields supported.
+//!
+//! Entry point: [`router`] with an [`ApiState`].
+
+mod body;
+mod code;
+pub mod error;
+mod functions;
+mod invoke;
+mod logs;
+mod logs_wire;
+pub mod wire;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+
+pub use error::{ApiError, ErrorCode, LogsError};
+pub use functions::{CODE_REQUEST_MAX_BYTES, CONTROL_REQUEST_MAX_BYTES};
+pub use invoke::{
+    AMZN_REQUEST_ID_HEADER, AMZ_REQUEST_ID_HEADER, CLIENT_CONTEXT_HEADER, EXECUTED_VERSION_HEADER,
+    FUNCTION_ERROR_HEADER, INVOCATION_TYPE_HEADER, LOG_RESULT_HEADER, LOG_TYPE_HEADER,
+};
+pub use logs::TARGET_PREFIX as LOGS_TARGET_PREFIX;
+
+/// Everything the handlers need; cheap to clone (handles only).
+#[derive(Clone)]
+pub struct ApiState {
+    /// Runs invocations; told about every created, updated and deleted function.
+    pub engine: serval_engine::Engine,
+    /// Function metadata, code packages and logs; the source of truth for the control plane.
+    pub store: serval_store::Store,
+    /// The region reported in ARNs (`us-east-1` by default in `serval server`).
+    pub region: String,
+}
+
+/// The header naming a JSON-protocol operation (`Logs_20140328.GetLogEvents`).
+pub const TARGET_HEADER: &str = "x-amz-target";
+
+/// Every AWS surface Serval serves, as one router.
+pub fn router(state: ApiState) -> Router {
+    let functions = "/2015-03-31/functions";
+    Router::new()
+        .route(
+            functions,
+            post(functions::create_function).get(functions::list_functions),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            post(functions::create_function).get(functions::list_functions),
+        )
+        .route(
+            "/2015-03-31/functions/{function}",
+            get(functions::get_function).delete(functions::delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/configuration",
+            get(functions::get_function_configuration)
+                .put(functions::update_function_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/code",
+            put(functions::update_function_code),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/invocations",
+            post(invoke::invoke),
+        )
+        .route(
+            "/2016-08-19/account-settings",
+            get(functions::get_account_settings),
+        )
+        .route(
+            "/2016-08-19/account-settings/",
+            get(functions::get_account_settings),
+        )
+        .route(
+            "/2017-03-31/tags/{resource}",
+            get(functions::list_tags)
+                .post(functions::tag_resource_handler)
+                .delete(functions::untag_resource),
+        )
+        .route("/_serval/code/{file}", get(code::download))
+        .route("/", post(aws_json))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
+        .layer(middleware::map_response(add_request_id))
+        .with_state(state)
+}
+
+/// `POST /`: the JSON protocols, routed by `X-Amz-Target`.
+async fn aws_json(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+    let target = headers
+        .get(TARGET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match target {
+        Some(t) if t.starts_with(logs::TARGET_PREFIX) => {
+            let op = &t[logs::TARGET_PREFIX.len()..];
+            logs::dispatch(state, op, headers, body).await
+        }
+        Some(t) => logs::unknown_operation(&t).into_response(),
+        None => logs::unknown_operation("(no X-Amz-Target header)").into_response(),
+    }
+}
+
+/// Any method and path Serval does not serve: 404 in the Lambda error shape.
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownOperation,
+        format!("Unknown operation: {method} {}", uri.path()),
+    )
+}
+
+/// Gives every response the `x-amzn-RequestId` header AWS responses carry (Invoke sets its
+/// own: the invocation's request id).
+async fn add_request_id(mut resp: Response) -> Response {
+    if !resp.headers().contains_key(AMZN_REQUEST_ID_HEADER) {
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(AMZN_REQUEST_ID_HEADER, v);
+        }
+    }
+    resp
+}

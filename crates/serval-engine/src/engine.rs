@@ -10,6 +10,7 @@ use serval_runtimes::RuntimeSet;
 use serval_sandbox::AnySandbox;
 use serval_store::Store;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::environment::{self, ColdStart, FunctionSpec, Shared};
 use crate::logs::LogWriter;
@@ -130,6 +131,11 @@ impl Engine {
 
     /// Runs one synchronous invocation.
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeOutcome, InvokeError> {
+        let span = tracing::trace_span!("engine.invoke", function = %req.function);
+        self.invoke_inner(req).instrument(span).await
+    }
+
+    async fn invoke_inner(&self, req: InvokeRequest) -> Result<InvokeOutcome, InvokeError> {
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(InvokeError::ShuttingDown);
         }
@@ -142,7 +148,6 @@ impl Engine {
         let request_id = RequestId::new();
         let spec = &pool.spec;
         let shared = &self.inner.shared;
-        let _span = tracing::trace_span!("engine.invoke", function = %req.function).entered();
         let mut env = match pool.acquire() {
             Some(env) => env,
             None => match environment::create(shared, spec, &request_id, req.log_tail).await? {
@@ -239,5 +244,18 @@ async fn reaper(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
                 tracing::debug!(function = %pool.spec.config.name, reaped, idle = pool.idle_count(), "reaped idle environments");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: T) {}
+
+    /// Servers run invocations on a multi-threaded runtime, so the future must be `Send`.
+    #[allow(dead_code, unreachable_code, clippy::diverging_sub_expression)]
+    fn invoke_future_is_send(engine: Engine, req: InvokeRequest) {
+        assert_send(engine.invoke(req));
     }
 }

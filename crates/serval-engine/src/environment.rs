@@ -31,6 +31,9 @@ use crate::{Diagnostic, EngineConfig, InvokeError, InvokeRequest, InvokeResult};
 const MB: u64 = 1024 * 1024;
 /// How long a killed environment may take to be reaped before the caller is answered anyway.
 const REAP_WAIT: Duration = Duration::from_secs(2);
+/// How stale the peak memory in a `REPORT` line may be. Reading it costs a `/proc` read, too
+/// much for every warm invocation; the peak only grows, so a recent reading is a fair floor.
+const MEMORY_REFRESH: Duration = Duration::from_millis(250);
 
 /// What every environment of the engine shares.
 pub struct Shared {
@@ -125,6 +128,7 @@ pub struct Environment {
     /// Set on a fresh environment until its first invocation reports it.
     init_duration: Option<Duration>,
     peak_memory_bytes: u64,
+    memory_read_at: Option<Instant>,
     counter: Arc<AtomicU32>,
 }
 
@@ -351,6 +355,7 @@ pub async fn create(
         last_used: Instant::now(),
         init_duration: None,
         peak_memory_bytes: 0,
+        memory_read_at: None,
         counter: shared.environments.clone(),
     };
     tracing::debug!(env = %id, function = %function, "environment started");
@@ -579,8 +584,15 @@ impl Environment {
         if reusable {
             self.capture.drain();
         }
-        let peak = self.peak_memory_bytes.max(self.control.memory().peak_bytes);
-        self.peak_memory_bytes = peak;
+        if !reusable
+            || self
+                .memory_read_at
+                .is_none_or(|t| t.elapsed() >= MEMORY_REFRESH)
+        {
+            self.peak_memory_bytes = self.peak_memory_bytes.max(self.control.memory().peak_bytes);
+            self.memory_read_at = Some(Instant::now());
+        }
+        let peak = self.peak_memory_bytes;
         self.capture
             .system_line(format!("END RequestId: {request_id}"));
         self.capture.system_line(report_line(

@@ -1,0 +1,829 @@
+//! Lambda control-plane handlers: create, read, list, update and delete functions, tags,
+//! account settings.
+//!
+//! Each handler parses the wire request, validates it with `serval-model`, asks the store
+//! (blocking, so on `spawn_blocking`) and tells the engine about the change. The store is the
+//! source of truth; the engine is told after the store accepted the change.
+//!
+//! Not for: invocations (`invoke`), code download (`code`), CloudWatch Logs (`logs`).
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use http::request::Parts;
+use http::{HeaderMap, StatusCode, Uri};
+use serde::de::DeserializeOwned;
+use serval_model::limits::{
+    EPHEMERAL_MB_DEFAULT, LIST_MAX_ITEMS, MEMORY_MB_DEFAULT, TAGS_MAX, TIMEOUT_SECS_DEFAULT,
+    UNZIPPED_CODE_MAX_BYTES, ZIPPED_CODE_MAX_BYTES,
+};
+use serval_model::{
+    validate_description, validate_ephemeral_mb, validate_memory_mb, validate_role,
+    validate_timeout_secs, Architecture, EnvironmentVars, FunctionConfig, FunctionName,
+    FunctionRef, FunctionState, Handler, LastUpdateStatus, PackageType, Qualifier, Runtime,
+};
+use serval_store::{CodeInfo, StoreError};
+
+use crate::body::{last_modified_now, read_limited, BodyError};
+use crate::error::{ApiError, ErrorCode};
+use crate::wire::{
+    AccountLimit, AccountUsage, CreateFunctionRequest, EphemeralStorage, FunctionCodeLocation,
+    FunctionConfiguration, GetAccountSettingsResponse, GetFunctionResponse, ListFunctionsResponse,
+    ListTagsResponse, TagResourceRequest, UpdateFunctionCodeRequest,
+    UpdateFunctionConfigurationRequest,
+};
+use crate::ApiState;
+
+/// Largest request AWS takes for CreateFunction and UpdateFunctionCode (a 50 MB zip, base64,
+/// in JSON); AWS's own figure.
+pub const CODE_REQUEST_MAX_BYTES: usize = 70_167_211;
+/// Largest body of the other control-plane operations.
+pub const CONTROL_REQUEST_MAX_BYTES: usize = 1024 * 1024;
+/// AWS's account-wide code storage quota (75 GB), reported by GetAccountSettings.
+pub const TOTAL_CODE_SIZE_LIMIT: u64 = 75 * 1024 * 1024 * 1024;
+
+/// Runs blocking store work off the reactor.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::task_failed)?
+}
+
+/// Reads and parses a JSON request body of at most `limit` bytes; an empty body is `{}`.
+async fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    operation: &str,
+) -> Result<T, ApiError> {
+    let bytes = read_limited(headers, body, limit)
+        .await
+        .map_err(|err| match err {
+            BodyError::TooLarge { .. } => ApiError::new(
+                ErrorCode::RequestEntityTooLarge,
+                format!("Request must be smaller than {limit} bytes for the {operation} operation"),
+            ),
+            BodyError::Read { .. } => ApiError::invalid_content("Could not read the request body"),
+        })?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(bytes).map_err(|err| {
+        ApiError::invalid_content(format!("Could not parse request body into json: {err}"))
+    })
+}
+
+/// A single path parameter, percent-decoded; a malformed one is refused in AWS's error shape
+/// rather than axum's plain-text rejection.
+pub(crate) struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParam(value)),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::Validation,
+                format!("Invalid path parameter: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// The query string's pairs, in order (repeated keys kept).
+pub(crate) fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|err| ApiError::invalid_parameter(format!("Invalid query string: {err}")))
+}
+
+/// The value of query parameter `key`, if given.
+pub(crate) fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A function named in a path, resolved to `$LATEST` (the only version that exists for now).
+///
+/// Accepts a name, a partial or a full ARN, each with an optional `:qualifier`, and
+/// `?Qualifier=`. Any qualifier other than `$LATEST` does not exist: 404, as AWS answers for
+/// an unknown version or alias.
+pub(crate) fn resolve_function(
+    raw: &str,
+    query_qualifier: Option<&str>,
+    region: &str,
+) -> Result<FunctionName, ApiError> {
+    let fref = FunctionRef::parse(raw)?;
+    let query = query_qualifier.map(Qualifier::parse).transpose()?;
+    let qualifier = match (fref.qualifier, query) {
+        (Some(a), Some(b)) if a != b => return Err(ApiError::invalid_parameter(
+            "The derived qualifier from the function name does not match the specified qualifier.",
+        )),
+        (a, b) => a.or(b),
+    };
+    match qualifier {
+        None | Some(Qualifier::Latest) => Ok(fref.name),
+        Some(q) => Err(ApiError::function_not_found(&format!(
+            "{}:{q}",
+            fref.name.arn(region)
+        ))),
+    }
+}
+
+fn not_found(name: &FunctionName, region: &str) -> ApiError {
+    ApiError::function_not_found(&name.arn(region))
+}
+
+/// Maps a store error of an operation on function `name` to AWS's wording.
+fn store_error(err: StoreError, name: &FunctionName, region: &str) -> ApiError {
+    match err {
+        StoreError::NotFound { .. } => not_found(name, region),
+        StoreError::AlreadyExists { .. } => ApiError::new(
+            ErrorCode::ResourceConflict,
+            format!("Function already exist: {name}"),
+        ),
+        StoreError::RevisionMismatch { .. } => revision_mismatch(),
+        other => other.into(),
+    }
+}
+
+fn revision_mismatch() -> ApiError {
+    ApiError::new(
+        ErrorCode::PreconditionFailed,
+        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+    )
+}
+
+fn new_revision_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Decodes `ZipFile` and stores the package (blocking: hashing and unpacking).
+fn store_zip(state: &ApiState, zip_b64: &str) -> Result<CodeInfo, ApiError> {
+    let zip = base64::engine::general_purpose::STANDARD
+        .decode(zip_b64.trim())
+        .map_err(|_| {
+            ApiError::invalid_content(
+                "Could not parse request body into json: ZipFile is not valid base64",
+            )
+        })?;
+    Ok(state.store.put_code(&zip)?)
+}
+
+fn refuse_non_zip_code(
+    s3_bucket: &Option<String>,
+    s3_key: &Option<String>,
+    image_uri: &Option<String>,
+) -> Result<(), ApiError> {
+    if s3_bucket.is_some() || s3_key.is_some() {
+        return Err(ApiError::invalid_parameter(
+            "Code from S3 (S3Bucket, S3Key) is not supported by Serval yet; upload the package as ZipFile",
+        ));
+    }
+    if image_uri.is_some() {
+        return Err(ApiError::invalid_parameter(
+            "Container images (ImageUri) are not supported by Serval yet; upload the package as ZipFile",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_architectures(list: &[String]) -> Result<Architecture, ApiError> {
+    match list {
+        [one] => Ok(Architecture::parse(one)?),
+        _ => Err(ApiError::new(
+            ErrorCode::Validation,
+            format!(
+                "1 validation error detected: Value '[{}]' at 'architectures' failed to satisfy constraint: Member must have length less than or equal to 1 and greater than or equal to 1",
+                list.join(", ")
+            ),
+        )),
+    }
+}
+
+fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if tags.len() > TAGS_MAX {
+        return Err(ApiError::invalid_parameter(format!(
+            "The number of tags exceeds the limit of {TAGS_MAX} tags per resource"
+        )));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(ApiError::new(
+                ErrorCode::Validation,
+                format!("1 validation error detected: Value '{k}' at 'tags' failed to satisfy constraint: Map keys must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]"),
+            ));
+        }
+        if v.chars().count() > 256 {
+            return Err(ApiError::new(
+                ErrorCode::Validation,
+                format!("1 validation error detected: Value '{v}' at 'tags' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to 256]"),
+            ));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(ApiError::invalid_parameter(format!(
+                "Tag keys starting with 'aws:' are reserved for AWS use: {k}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn environment(vars: Option<BTreeMap<String, String>>) -> Result<EnvironmentVars, ApiError> {
+    Ok(EnvironmentVars::new(vars.unwrap_or_default())?)
+}
+
+/// `POST /2015-03-31/functions`.
+pub async fn create_function(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: CreateFunctionRequest =
+        json_body(&headers, body, CODE_REQUEST_MAX_BYTES, "CreateFunction").await?;
+    let raw_name = req
+        .function_name
+        .as_deref()
+        .ok_or_else(|| ApiError::missing("functionName"))?;
+    let fref = FunctionRef::parse(raw_name)?;
+    if fref.qualifier.is_some() {
+        return Err(ApiError::invalid_parameter(format!(
+            "Function name cannot include a qualifier: {raw_name}"
+        )));
+    }
+    let name = fref.name;
+    let role = req.role.ok_or_else(|| ApiError::missing("role"))?;
+    validate_role(&role)?;
+    if let Some(pt) = req.package_type.as_deref() {
+        if pt != "Zip" {
+            return Err(ApiError::invalid_parameter(format!(
+                "PackageType {pt} is not supported by Serval yet; only Zip packages are"
+            )));
+        }
+    }
+    if let Some(member) = req.unsupported.first_set() {
+        return Err(ApiError::invalid_parameter(format!(
+            "{member} is not supported by Serval yet"
+        )));
+    }
+    let (Some(runtime), Some(handler)) = (req.runtime.as_deref(), req.handler.as_deref()) else {
+        return Err(ApiError::invalid_parameter(
+            "Runtime and Handler are mandatory parameters for functions created with deployment packages.",
+        ));
+    };
+    let runtime: Runtime = runtime.parse()?;
+    let handler = Handler::parse(handler)?;
+    let description = req.description.unwrap_or_default();
+    validate_description(&description)?;
+    let timeout_secs = req
+        .timeout
+        .map(validate_timeout_secs)
+        .transpose()?
+        .unwrap_or(TIMEOUT_SECS_DEFAULT);
+    let memory_mb = req
+        .memory_size
+        .map(validate_memory_mb)
+        .transpose()?
+        .unwrap_or(MEMORY_MB_DEFAULT);
+    let ephemeral_storage_mb = req
+        .ephemeral_storage
+        .map(|e| validate_ephemeral_mb(e.size))
+        .transpose()?
+        .unwrap_or(EPHEMERAL_MB_DEFAULT);
+    let environment = environment(req.environment.and_then(|e| e.variables))?;
+    let architecture = req
+        .architectures
+        .as_deref()
+        .map(parse_architectures)
+        .transpose()?
+        .unwrap_or_default();
+    let tags = req.tags.unwrap_or_default();
+    validate_tags(&tags)?;
+    let code = req.code.ok_or_else(|| ApiError::missing("code"))?;
+    refuse_non_zip_code(&code.s3_bucket, &code.s3_key, &code.image_uri)?;
+    let zip_b64 = code.zip_file.ok_or_else(|| {
+        ApiError::invalid_parameter("Please provide a source for function code: Code.ZipFile")
+    })?;
+
+    let region = state.region.clone();
+    let st = state.clone();
+    let cfg = blocking(move || {
+        // A cheap conflict check before hashing and unpacking the package.
+        if st.store.get_function(&name)?.is_some() {
+            return Err(store_error(
+                StoreError::AlreadyExists {
+                    name: name.to_string(),
+                },
+                &name,
+                &region,
+            ));
+        }
+        let code = store_zip(&st, &zip_b64)?;
+        let cfg = FunctionConfig {
+            name,
+            runtime,
+            role,
+            handler,
+            description,
+            timeout_secs,
+            memory_mb,
+            ephemeral_storage_mb,
+            environment,
+            architecture,
+            package_type: PackageType::Zip,
+            code_sha256_hex: code.sha256_hex,
+            code_size: code.zip_size,
+            last_modified: last_modified_now(),
+            revision_id: new_revision_id(),
+            version: "$LATEST".to_owned(),
+            state: FunctionState::Active,
+            last_update_status: LastUpdateStatus::Successful,
+        };
+        st.store
+            .create_function(&cfg, &tags)
+            .map_err(|e| store_error(e, &cfg.name, &region))?;
+        Ok(cfg)
+    })
+    .await?;
+    state.engine.deploy(cfg.clone());
+    tracing::info!(function = %cfg.name, runtime = %cfg.runtime, "api: created function");
+    let out = FunctionConfiguration::from_config(&cfg, &state.region);
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// The stored configuration of `name`, or 404.
+async fn load(state: &ApiState, name: FunctionName) -> Result<FunctionConfig, ApiError> {
+    let st = state.clone();
+    blocking(move || {
+        st.store
+            .get_function(&name)?
+            .ok_or_else(|| not_found(&name, &st.region))
+    })
+    .await
+}
+
+/// `GET /2015-03-31/functions/{FunctionName}`.
+pub async fn get_function(
+    State(state): State<ApiState>,
+    PathParam(function): PathParam,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(&uri)?;
+    let name = resolve_function(&function, query_value(&pairs, "Qualifier"), &state.region)?;
+    let st = state.clone();
+    let (cfg, tags) = blocking(move || {
+        let cfg = st
+            .store
+            .get_function(&name)?
+            .ok_or_else(|| not_found(&name, &st.region))?;
+        let tags = st
+            .store
+            .tags(&name)
+            .map_err(|e| store_error(e, &name, &st.region))?;
+        Ok((cfg, tags))
+    })
+    .await?;
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    let out = GetFunctionResponse {
+        configuration: FunctionConfiguration::from_config(&cfg, &state.region),
+        code: FunctionCodeLocation {
+            repository_type: "S3",
+            location: format!("http://{host}/_serval/code/{}.zip", cfg.code_sha256_hex),
+        },
+        tags: (!tags.is_empty()).then_some(tags),
+    };
+    Ok(Json(out).into_response())
+}
+
+/// `GET /2015-03-31/functions/{FunctionName}/configuration`.
+pub async fn get_function_configuration(
+    State(state): State<ApiState>,
+    PathParam(function): PathParam,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(&uri)?;
+    let name = resolve_function(&function, query_value(&pairs, "Qualifier"), &state.region)?;
+    let cfg = load(&state, name).await?;
+    Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response())
+}
+
+/// `GET /2015-03-31/functions/`: one page of functions in name order.
+pub async fn list_functions(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
+    let pairs = query_pairs(&uri)?;
+    let max_items = match query_value(&pairs, "MaxItems") {
+        None => LIST_MAX_ITEMS,
+        Some(raw) => {
+            let n: i64 = raw.trim().parse().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::Validation,
+                    format!("1 validation error detected: Value '{raw}' at 'maxItems' failed to satisfy constraint: Member must be a number"),
+                )
+            })?;
+            if !(1..=10_000).contains(&n) {
+                return Err(ApiError::new(
+                    ErrorCode::Validation,
+                    format!("1 validation error detected: Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 10000"),
+                ));
+            }
+            // AWS returns at most 50 per page whatever MaxItems says.
+            (n as usize).min(LIST_MAX_ITEMS)
+        }
+    };
+    let marker = query_value(&pairs, "Marker")
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned);
+    if let Some(v) = query_value(&pairs, "FunctionVersion") {
+        if v != "ALL" {
+            return Err(ApiError::new(
+                ErrorCode::Validation,
+                format!("1 validation error detected: Value '{v}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]"),
+            ));
+        }
+    }
+    let st = state.clone();
+    let (configs, next_marker) = blocking(move || {
+        st.store
+            .list_functions(marker.as_deref(), max_items)
+            .map_err(|e| match e {
+                StoreError::InvalidMarker { .. } => {
+                    ApiError::invalid_parameter("Invalid marker value")
+                }
+                other => other.into(),
+            })
+    })
+    .await?;
+    let out = ListFunctionsResponse {
+        functions: configs
+            .iter()
+            .map(|c| FunctionConfiguration::from_config(c, &state.region))
+            .collect(),
+        next_marker,
+    };
+    Ok(Json(out).into_response())
+}
+
+/// `PUT /2015-03-31/functions/{FunctionName}/code`.
+pub async fn update_function_code(
+    State(state): State<ApiState>,
+    PathParam(function): PathParam,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = resolve_function(&function, None, &state.region)?;
+    let req: UpdateFunctionCodeRequest =
+        json_body(&headers, body, CODE_REQUEST_MAX_BYTES, "UpdateFunctionCode").await?;
+    refuse_non_zip_code(&req.s3_bucket, &req.s3_key, &req.image_uri)?;
+    let zip_b64 = req.zip_file.ok_or_else(|| {
+        ApiError::invalid_parameter("Please provide a source for function code: ZipFile")
+    })?;
+    let architecture = req
+        .architectures
+        .as_deref()
+        .map(parse_architectures)
+        .transpose()?;
+    let dry_run = req.dry_run.unwrap_or(false);
+    let expected = req.revision_id;
+    let st = state.clone();
+    let cfg = blocking(move || {
+        let region = st.region.clone();
+        let mut cfg = st
+            .store
+            .get_function(&name)?
+            .ok_or_else(|| not_found(&name, &region))?;
+        // Fail the precondition before the expensive part; the store checks again atomically.
+        if expected.as_deref().is_some_and(|r| r != cfg.revision_id) {
+            return Err(revision_mismatch());
+        }
+        let code = store_zip(&st, &zip_b64)?;
+        cfg.code_sha256_hex = code.sha256_hex;
+        cfg.code_size = code.zip_size;
+        if let Some(arch) = architecture {
+            cfg.architecture = arch;
+        }
+        if dry_run {
+            return Ok((cfg, false));
+        }
+        cfg.last_modified = last_modified_now();
+        cfg.revision_id = new_revision_id();
+        st.store
+            .update_function(&cfg, expected.as_deref())
+            .map_err(|e| store_error(e, &name, &region))?;
+        Ok((cfg, true))
+    })
+    .await?;
+    let (cfg, changed) = cfg;
+    if changed {
+        state.engine.deploy(cfg.clone());
+        tracing::info!(function = %cfg.name, code_sha256 = %cfg.code_sha256_hex, "api: updated function code");
+    }
+    Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response())
+}
+
+/// `PUT /2015-03-31/functions/{FunctionName}/configuration`.
+pub async fn update_function_configuration(
+    State(state): State<ApiState>,
+    PathParam(function): PathParam,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = resolve_function(&function, None, &state.region)?;
+    let req: UpdateFunctionConfigurationRequest = json_body(
+        &headers,
+        body,
+        CONTROL_REQUEST_MAX_BYTES,
+        "UpdateFunctionConfiguration",
+    )
+    .await?;
+    if let Some(member) = req.unsupported.first_set() {
+        return Err(ApiError::invalid_parameter(format!(
+            "{member} is not supported by Serval yet"
+        )));
+    }
+    if let Some(role) = &req.role {
+        validate_role(role)?;
+    }
+    let runtime: Option<Runtime> = req.runtime.as_deref().map(str::parse).transpose()?;
+    let handler = req.handler.as_deref().map(Handler::parse).transpose()?;
+    if let Some(d) = &req.description {
+        validate_description(d)?;
+    }
+    let timeout = req.timeout.map(validate_timeout_secs).transpose()?;
+    let memory = req.memory_size.map(validate_memory_mb).transpose()?;
+    let ephemeral = req
+        .ephemeral_storage
+        .map(|e: EphemeralStorage| validate_ephemeral_mb(e.size))
+        .transpose()?;
+    let env = req
+        .environment
+        .map(|e| environment(e.variables))
+        .transpose()?;
+    let expected = req.revision_id;
+    let (role, description) = (req.role, req.description);
+    let st = state.clone();
+    let cfg = blocking(move || {
+        let region = st.region.clone();
+        let mut cfg = st
+            .store
+            .get_function(&name)?
+            .ok_or_else(|| not_found(&name, &region))?;
+        if let Some(v) = role {
+            cfg.role = v;
+        }
+        if let Some(v) = runtime {
+            cfg.runtime = v;
+        }
+        if let Some(v) = handler {
+            cfg.handler = v;
+        }
+        if let Some(v) = description {
+            cfg.description = v;
+        }
+        if let Some(v) = timeout {
+            cfg.timeout_secs = v;
+        }
+        if let Some(v) = memory {
+            cfg.memory_mb = v;
+        }
+        if let Some(v) = ephemeral {
+            cfg.ephemeral_storage_mb = v;
+        }
+        if let Some(v) = env {
+            cfg.environment = v;
+        }
+        cfg.last_modified = last_modified_now();
+        cfg.revision_id = new_revision_id();
+        st.store
+            .update_function(&cfg, expected.as_deref())
+            .map_err(|e| store_error(e, &name, &region))?;
+        Ok(cfg)
+    })
+    .await?;
+    state.engine.deploy(cfg.clone());
+    tracing::info!(function = %cfg.name, "api: updated function configuration");
+    Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response())
+}
+
+/// `DELETE /2015-03-31/functions/{FunctionName}`: 204.
+pub async fn delete_function(
+    State(state): State<ApiState>,
+    PathParam(function): PathParam,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(&uri)?;
+    let fref = FunctionRef::parse(&function)?;
+    let query = query_value(&pairs, "Qualifier")
+        .map(Qualifier::parse)
+        .transpose()?;
+    if fref.qualifier == Some(Qualifier::Latest) || query == Some(Qualifier::Latest) {
+        return Err(ApiError::invalid_parameter(
+            "$LATEST version cannot be deleted without deleting the function.",
+        ));
+    }
+    let name = resolve_function(&function, query_value(&pairs, "Qualifier"), &state.region)?;
+    let st = state.clone();
+    let removed_name = name.clone();
+    blocking(move || {
+        if st.store.delete_function(&name)? {
+            Ok(())
+        } else {
+            Err(not_found(&name, &st.region))
+        }
+    })
+    .await?;
+    state.engine.remove(&removed_name);
+    tracing::info!(function = %removed_name, "api: deleted function");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The function a tagging ARN names. AWS's pattern requires a full function ARN; qualified
+/// ARNs are refused as AWS refuses tagging versions and aliases.
+fn tag_resource(raw: &str) -> Result<FunctionName, ApiError> {
+    if !raw.starts_with("arn:") {
+        return Err(ApiError::new(
+            ErrorCode::Validation,
+            format!("1 validation error detected: Value '{raw}' at 'resource' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*):lambda:[a-z]{{2}}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{{1}}:\\d{{12}}:(function:[a-zA-Z0-9-_]+(:(\\$LATEST|[a-zA-Z0-9-_]+))?|code-signing-config:csc-[a-z0-9]{{17}}|event-source-mapping:[0-9a-fA-F]{{8}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{12}})"),
+        ));
+    }
+    let fref = FunctionRef::parse(raw)?;
+    if fref.qualifier.is_some() {
+        return Err(ApiError::invalid_parameter(format!(
+            "Tags are not supported for resource {raw}: tag the unqualified function ARN"
+        )));
+    }
+    Ok(fref.name)
+}
+
+/// `GET /2017-03-31/tags/{ARN}`.
+pub async fn list_tags(
+    State(state): State<ApiState>,
+    PathParam(resource): PathParam,
+) -> Result<Response, ApiError> {
+    let name = tag_resource(&resource)?;
+    let st = state.clone();
+    let tags = blocking(move || {
+        st.store
+            .tags(&name)
+            .map_err(|e| store_error(e, &name, &st.region))
+    })
+    .await?;
+    Ok(Json(ListTagsResponse { tags }).into_response())
+}
+
+/// `POST /2017-03-31/tags/{ARN}`: 204.
+pub async fn tag_resource_handler(
+    State(state): State<ApiState>,
+    PathParam(resource): PathParam,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = tag_resource(&resource)?;
+    let req: TagResourceRequest =
+        json_body(&headers, body, CONTROL_REQUEST_MAX_BYTES, "TagResource").await?;
+    let tags = req.tags.ok_or_else(|| ApiError::missing("tags"))?;
+    validate_tags(&tags)?;
+    let st = state.clone();
+    blocking(move || {
+        let region = &st.region;
+        let current = st
+            .store
+            .tags(&name)
+            .map_err(|e| store_error(e, &name, region))?;
+        let total = current
+            .keys()
+            .chain(tags.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if total > TAGS_MAX {
+            return Err(ApiError::invalid_parameter(format!(
+                "The number of tags exceeds the limit of {TAGS_MAX} tags per resource"
+            )));
+        }
+        st.store
+            .tag(&name, &tags)
+            .map_err(|e| store_error(e, &name, region))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /2017-03-31/tags/{ARN}?tagKeys=a&tagKeys=b`: 204.
+pub async fn untag_resource(
+    State(state): State<ApiState>,
+    PathParam(resource): PathParam,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let name = tag_resource(&resource)?;
+    let pairs = query_pairs(&uri)?;
+    let keys: Vec<String> = pairs
+        .into_iter()
+        .filter(|(k, _)| k == "tagKeys")
+        .map(|(_, v)| v)
+        .collect();
+    if keys.is_empty() {
+        return Err(ApiError::missing("tagKeys"));
+    }
+    let st = state.clone();
+    blocking(move || {
+        st.store
+            .untag(&name, &keys)
+            .map_err(|e| store_error(e, &name, &st.region))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /2016-08-19/account-settings/`.
+pub async fn get_account_settings(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let st = state.clone();
+    let functions = blocking(move || Ok(st.store.all_functions()?)).await?;
+    let total_code_size: u64 = functions.iter().map(|f| f.code_size).sum();
+    let concurrency = state.engine.config().max_concurrency;
+    let out = GetAccountSettingsResponse {
+        account_limit: AccountLimit {
+            total_code_size: TOTAL_CODE_SIZE_LIMIT,
+            code_size_unzipped: UNZIPPED_CODE_MAX_BYTES,
+            code_size_zipped: ZIPPED_CODE_MAX_BYTES,
+            concurrent_executions: concurrency,
+            unreserved_concurrent_executions: concurrency,
+        },
+        account_usage: AccountUsage {
+            total_code_size,
+            function_count: functions.len() as u64,
+        },
+    };
+    Ok(Json(out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_names_arns_and_latest_only() {
+        let r = "us-east-1";
+        assert_eq!(resolve_function("f", None, r).unwrap().as_str(), "f");
+        assert_eq!(
+            resolve_function("arn:aws:lambda:us-east-1:000000000000:function:f", None, r)
+                .unwrap()
+                .as_str(),
+            "f"
+        );
+        assert_eq!(
+            resolve_function("000000000000:function:f:$LATEST", None, r)
+                .unwrap()
+                .as_str(),
+            "f"
+        );
+        assert!(resolve_function("f", Some("$LATEST"), r).is_ok());
+        let err = resolve_function("f", Some("1"), r).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ResourceNotFound);
+        assert_eq!(
+            err.message(),
+            "Function not found: arn:aws:lambda:us-east-1:000000000000:function:f:1"
+        );
+        let err = resolve_function("f:live", None, r).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ResourceNotFound);
+        let err = resolve_function("f:1", Some("2"), r).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidParameterValue);
+        let err = resolve_function("bad name", None, r).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Validation);
+    }
+
+    #[test]
+    fn validates_tag_limits() {
+        let many: BTreeMap<String, String> =
+            (0..51).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        assert_eq!(
+            validate_tags(&many).unwrap_err().code(),
+            ErrorCode::InvalidParameterValue
+        );
+        let mut long = BTreeMap::new();
+        long.insert("k".repeat(129), "v".to_owned());
+        assert_eq!(
+            validate_tags(&long).unwrap_err().code(),
+            ErrorCode::Validation
+        );
+        let mut reserved = BTreeMap::new();
+        reserved.insert("aws:x".to_owned(), "v".to_owned());
+        assert!(validate_tags(&reserved).is_err());
+    }
+}

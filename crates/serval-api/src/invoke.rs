@@ -1,0 +1,226 @@
+//! `Invoke` (`POST /2015-03-31/functions/{FunctionName}/invocations`): the hot path.
+//!
+//! The payload is read once into `Bytes` (bounded by AWS's 6 MB limit, no copy when it arrives
+//! in one chunk), handed to the engine as is, and the engine's `Bytes` are the response body.
+//! No store access and no blocking work happen here: the engine keeps functions in memory.
+//! Non-JSON payloads pass through untouched, as on AWS.
+//!
+//! Not for: asynchronous (`Event`) invocations, which need the durable queue (not built yet;
+//! refused with a clear error).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use serval_engine::{InvokeError, InvokeRequest, InvokeResult};
+use serval_model::limits::SYNC_PAYLOAD_MAX_BYTES;
+
+use crate::body::{content_length, read_limited, BodyError};
+use crate::error::{ApiError, ErrorCode};
+use crate::functions::{query_pairs, query_value, resolve_function, PathParam};
+use crate::ApiState;
+
+/// `RequestResponse` (default), `Event` or `DryRun`.
+pub const INVOCATION_TYPE_HEADER: &str = "x-amz-invocation-type";
+/// `None` (default) or `Tail`.
+pub const LOG_TYPE_HEADER: &str = "x-amz-log-type";
+/// Base64 JSON passed to the function as its client context.
+pub const CLIENT_CONTEXT_HEADER: &str = "x-amz-client-context";
+/// Base64 of the invocation's last 4 KB of log, with `Tail`.
+pub const LOG_RESULT_HEADER: &str = "x-amz-log-result";
+/// `Unhandled` when the function failed.
+pub const FUNCTION_ERROR_HEADER: &str = "x-amz-function-error";
+/// The version that ran.
+pub const EXECUTED_VERSION_HEADER: &str = "x-amz-executed-version";
+/// The invocation's request id (Lambda's own spelling).
+pub const AMZ_REQUEST_ID_HEADER: &str = "x-amz-request-id";
+/// The request id every AWS response carries.
+pub const AMZN_REQUEST_ID_HEADER: &str = "x-amzn-requestid";
+/// Largest `ClientContext`, base64 as sent.
+pub const CLIENT_CONTEXT_MAX_BYTES: usize = 3583;
+
+fn too_large(bytes: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::RequestEntityTooLarge,
+        format!("{bytes} byte payload is too large for the RequestResponse invocation type (limit {SYNC_PAYLOAD_MAX_BYTES} bytes)"),
+    )
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::invalid_parameter(format!("Header {name} is not valid text"))
+            })
+        })
+        .transpose()
+}
+
+/// Checks `ClientContext`: at most 3583 bytes, base64 of a JSON object.
+fn check_client_context(raw: &str) -> Result<(), ApiError> {
+    if raw.len() > CLIENT_CONTEXT_MAX_BYTES {
+        return Err(ApiError::invalid_parameter(format!(
+            "Client context must be at most {CLIENT_CONTEXT_MAX_BYTES} bytes when base64-encoded"
+        )));
+    }
+    let invalid = || {
+        ApiError::invalid_parameter("Client context must be a valid Base64-encoded JSON object.")
+    };
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|_| invalid())?;
+    match serde_json::from_slice::<serde_json::Value>(&json) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        _ => Err(invalid()),
+    }
+}
+
+/// `POST /2015-03-31/functions/{FunctionName}/invocations`.
+pub async fn invoke(
+    State(state): State<ApiState>,
+    PathParam(function): PathParam,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let qualifier = match uri.query() {
+        None => None,
+        Some(_) => {
+            let pairs = query_pairs(&uri)?;
+            query_value(&pairs, "Qualifier").map(str::to_owned)
+        }
+    };
+    let name = resolve_function(&function, qualifier.as_deref(), &state.region)?;
+    let dry_run = match header_str(&headers, INVOCATION_TYPE_HEADER)? {
+        None | Some("RequestResponse") => false,
+        Some("DryRun") => true,
+        Some("Event") => {
+            return Err(ApiError::invalid_content(
+                "Asynchronous invocation (InvocationType Event) is not supported yet",
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::Validation,
+                format!("1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"),
+            ))
+        }
+    };
+    let log_tail = match header_str(&headers, LOG_TYPE_HEADER)? {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::Validation,
+                format!("1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [Tail, None]"),
+            ))
+        }
+    };
+    let client_context = header_str(&headers, CLIENT_CONTEXT_HEADER)?
+        .filter(|c| !c.is_empty())
+        .map(|c| check_client_context(c).map(|()| c.to_owned()))
+        .transpose()?;
+    if let Some(n) = content_length(&headers) {
+        if n > SYNC_PAYLOAD_MAX_BYTES as u64 {
+            return Err(too_large(n));
+        }
+    }
+    if dry_run {
+        return if state.engine.has_function(&name) {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        } else {
+            Err(ApiError::function_not_found(&name.arn(&state.region)))
+        };
+    }
+    let payload = read_limited(&headers, body, SYNC_PAYLOAD_MAX_BYTES)
+        .await
+        .map_err(|err| match err {
+            BodyError::TooLarge { received, .. } => too_large(received),
+            BodyError::Read { .. } => {
+                ApiError::invalid_content("Could not read the request payload")
+            }
+        })?;
+    let outcome = state
+        .engine
+        .invoke(InvokeRequest {
+            function: name,
+            payload,
+            client_context,
+            log_tail,
+        })
+        .await
+        .map_err(|err| invoke_error(err, &state.region))?;
+
+    let (body, function_error) = match outcome.result {
+        InvokeResult::Success(bytes) => (bytes, false),
+        InvokeResult::FunctionError(diag) => (diag.body, true),
+    };
+    let mut resp = Response::new(Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(id) = HeaderValue::from_str(outcome.request_id.as_str()) {
+        h.insert(AMZ_REQUEST_ID_HEADER, id.clone());
+        h.insert(AMZN_REQUEST_ID_HEADER, id);
+    }
+    if let Ok(v) = HeaderValue::from_str(&outcome.executed_version) {
+        h.insert(EXECUTED_VERSION_HEADER, v);
+    }
+    if function_error {
+        h.insert(FUNCTION_ERROR_HEADER, HeaderValue::from_static("Unhandled"));
+    }
+    if let Some(tail) = outcome.log_tail {
+        if let Ok(v) = HeaderValue::from_str(&tail) {
+            h.insert(LOG_RESULT_HEADER, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// Maps an engine refusal to AWS's error; platform failures become `ServiceException` (logged
+/// once when rendered).
+fn invoke_error(err: InvokeError, region: &str) -> ApiError {
+    match err {
+        InvokeError::FunctionNotFound(name) => ApiError::function_not_found(&name.arn(region)),
+        InvokeError::TooManyRequests { reason, .. } => ApiError::too_many_requests(reason),
+        InvokeError::ShuttingDown => ApiError::new(
+            ErrorCode::Service,
+            "Serval is shutting down and accepts no new invocations",
+        ),
+        other @ (InvokeError::Sandbox { .. } | InvokeError::Setup { .. }) => {
+            let what = other.to_string();
+            ApiError::service(what, other)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_client_context_shape_and_size() {
+        let ok = base64::engine::general_purpose::STANDARD.encode(br#"{"custom":{"a":1}}"#);
+        assert!(check_client_context(&ok).is_ok());
+        assert!(check_client_context("not base64!").is_err());
+        let not_object = base64::engine::general_purpose::STANDARD.encode(b"[1]");
+        assert!(check_client_context(&not_object).is_err());
+        let big = "A".repeat(CLIENT_CONTEXT_MAX_BYTES + 1);
+        assert!(check_client_context(&big)
+            .unwrap_err()
+            .message()
+            .contains("3583"));
+    }
+
+    #[test]
+    fn formats_payload_limit_message_like_aws() {
+        assert_eq!(
+            too_large(6_291_457).message(),
+            "6291457 byte payload is too large for the RequestResponse invocation type (limit 6291456 bytes)"
+        );
+    }
+}

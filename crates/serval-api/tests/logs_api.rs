@@ -1,0 +1,319 @@
+//! The CloudWatch Logs JSON 1.1 protocol through the router, on a real store: shapes, paging,
+//! filtering and errors as boto3's `logs` client and `aws logs tail` see them.
+
+mod common;
+
+use common::*;
+use http::Method;
+use serde_json::json;
+use serval_store::LogEvent;
+
+const GROUP: &str = "/aws/lambda/f";
+const STREAM: &str = "2024/01/01/[$LATEST]0123456789abcdef0123456789abcdef";
+
+fn seed(h: &Harness) {
+    let events: Vec<LogEvent> = ["START RequestId: 1", "hello world", "END RequestId: 1"]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| LogEvent {
+            timestamp_ms: 1_700_000_000_000 + i as i64,
+            message: (*m).to_owned(),
+        })
+        .collect();
+    h.store.append_log_events(GROUP, STREAM, &events).unwrap();
+    h.store
+        .append_log_events(
+            "/aws/lambda/g",
+            "s",
+            &[LogEvent {
+                timestamp_ms: 1_700_000_000_000,
+                message: "other".into(),
+            }],
+        )
+        .unwrap();
+}
+
+fn assert_logs_error(r: &Reply, ty: &str) {
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.headers["content-type"], "application/x-amz-json-1.1");
+    let j = r.json();
+    assert_eq!(j["__type"], ty, "{j}");
+    assert!(j["message"].is_string(), "{j}");
+}
+
+#[tokio::test]
+async fn describes_log_groups_with_prefix_and_paging() {
+    let h = Harness::new().await;
+    seed(&h);
+    let r = h.logs("DescribeLogGroups", json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/x-amz-json-1.1");
+    let groups = r.json()["logGroups"].as_array().unwrap().clone();
+    assert_eq!(groups.len(), 2);
+    let g = &groups[0];
+    assert_eq!(g["logGroupName"], GROUP);
+    assert_eq!(
+        g["arn"],
+        "arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/f:*"
+    );
+    assert_eq!(
+        g["logGroupArn"],
+        "arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/f"
+    );
+    assert!(g["creationTime"].as_i64().unwrap() > 0);
+    assert!(g["storedBytes"].as_u64().unwrap() > 0);
+    assert!(g.get("retentionInDays").is_none());
+
+    let r = h
+        .logs(
+            "DescribeLogGroups",
+            json!({"logGroupNamePrefix": "/aws/lambda/g"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["logGroups"].as_array().unwrap().len(), 1);
+
+    let p1 = h
+        .logs("DescribeLogGroups", json!({"limit": 1}))
+        .await
+        .json();
+    assert_eq!(p1["logGroups"].as_array().unwrap().len(), 1);
+    let token = p1["nextToken"].as_str().unwrap();
+    let p2 = h
+        .logs("DescribeLogGroups", json!({"limit": 1, "nextToken": token}))
+        .await
+        .json();
+    assert_eq!(p2["logGroups"][0]["logGroupName"], "/aws/lambda/g");
+
+    assert_logs_error(
+        &h.logs("DescribeLogGroups", json!({"limit": 0})).await,
+        "InvalidParameterException",
+    );
+    assert_logs_error(
+        &h.logs("DescribeLogGroups", json!({"limit": 51})).await,
+        "InvalidParameterException",
+    );
+}
+
+#[tokio::test]
+async fn describes_streams_and_gets_events() {
+    let h = Harness::new().await;
+    seed(&h);
+    let r = h
+        .logs(
+            "DescribeLogStreams",
+            json!({"logGroupName": GROUP, "orderBy": "LastEventTime", "descending": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let s = &r.json()["logStreams"][0];
+    assert_eq!(s["logStreamName"], STREAM);
+    assert_eq!(s["firstEventTimestamp"], 1_700_000_000_000i64);
+    assert_eq!(s["lastEventTimestamp"], 1_700_000_000_002i64);
+    assert!(s["arn"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(":log-stream:{STREAM}")));
+
+    let r = h
+        .logs(
+            "GetLogEvents",
+            json!({"logGroupName": GROUP, "logStreamName": STREAM, "startFromHead": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let page = r.json();
+    let messages: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        ["START RequestId: 1", "hello world", "END RequestId: 1"]
+    );
+    assert!(page["events"][0]["ingestionTime"].as_i64().unwrap() > 0);
+    assert!(page["nextForwardToken"].as_str().unwrap().starts_with("f/"));
+    assert!(page["nextBackwardToken"]
+        .as_str()
+        .unwrap()
+        .starts_with("b/"));
+
+    // By ARN identifier too.
+    let r = h
+        .logs(
+            "GetLogEvents",
+            json!({"logGroupIdentifier": "arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/f",
+                   "logStreamName": STREAM, "limit": 1, "startFromHead": true}),
+        )
+        .await
+        .json();
+    assert_eq!(r["events"].as_array().unwrap().len(), 1);
+
+    assert_logs_error(
+        &h.logs(
+            "DescribeLogStreams",
+            json!({"logGroupName": "/aws/lambda/none"}),
+        )
+        .await,
+        "ResourceNotFoundException",
+    );
+    assert_logs_error(
+        &h.logs(
+            "GetLogEvents",
+            json!({"logGroupName": GROUP, "logStreamName": "nope"}),
+        )
+        .await,
+        "ResourceNotFoundException",
+    );
+    assert_logs_error(
+        &h.logs("GetLogEvents", json!({"logGroupName": GROUP})).await,
+        "InvalidParameterException",
+    );
+    assert_logs_error(
+        &h.logs("DescribeLogStreams", json!({})).await,
+        "InvalidParameterException",
+    );
+    assert_logs_error(
+        &h.logs(
+            "DescribeLogStreams",
+            json!({"logGroupName": GROUP, "orderBy": "Size"}),
+        )
+        .await,
+        "InvalidParameterException",
+    );
+}
+
+#[tokio::test]
+async fn filters_events_by_pattern() {
+    let h = Harness::new().await;
+    seed(&h);
+    let r = h
+        .logs(
+            "FilterLogEvents",
+            json!({"logGroupName": GROUP, "filterPattern": "hello"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let j = r.json();
+    let events = j["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["message"], "hello world");
+    assert_eq!(events[0]["logStreamName"], STREAM);
+    assert!(events[0]["eventId"].is_string());
+    assert_eq!(j["searchedLogStreams"], json!([]));
+
+    let all = h
+        .logs(
+            "FilterLogEvents",
+            json!({"logGroupName": GROUP, "startTime": 1_700_000_000_001i64}),
+        )
+        .await
+        .json();
+    assert_eq!(all["events"].as_array().unwrap().len(), 2);
+
+    assert_logs_error(
+        &h.logs(
+            "FilterLogEvents",
+            json!({"logGroupName": GROUP, "logStreamNames": [STREAM], "logStreamNamePrefix": "2024"}),
+        )
+        .await,
+        "InvalidParameterException",
+    );
+    assert_logs_error(
+        &h.logs("FilterLogEvents", json!({"logGroupName": "/nope"}))
+            .await,
+        "ResourceNotFoundException",
+    );
+}
+
+#[tokio::test]
+async fn deletes_log_group_and_sets_retention() {
+    let h = Harness::new().await;
+    seed(&h);
+    let r = h
+        .logs(
+            "PutRetentionPolicy",
+            json!({"logGroupName": GROUP, "retentionInDays": 7}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let g = h
+        .logs("DescribeLogGroups", json!({"logGroupNamePrefix": GROUP}))
+        .await
+        .json();
+    assert_eq!(g["logGroups"][0]["retentionInDays"], 7);
+    assert_logs_error(
+        &h.logs(
+            "PutRetentionPolicy",
+            json!({"logGroupName": GROUP, "retentionInDays": 2}),
+        )
+        .await,
+        "InvalidParameterException",
+    );
+    assert_eq!(
+        h.logs("DeleteRetentionPolicy", json!({"logGroupName": GROUP}))
+            .await
+            .status,
+        200
+    );
+
+    let r = h
+        .logs("DeleteLogGroup", json!({"logGroupName": GROUP}))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_logs_error(
+        &h.logs("DeleteLogGroup", json!({"logGroupName": GROUP}))
+            .await,
+        "ResourceNotFoundException",
+    );
+    assert_eq!(
+        h.logs("DeleteLogGroup", json!({"logGroupName": GROUP}))
+            .await
+            .json()["message"],
+        "The specified log group does not exist."
+    );
+    assert_logs_error(
+        &h.logs("DescribeLogStreams", json!({"logGroupName": GROUP}))
+            .await,
+        "ResourceNotFoundException",
+    );
+    assert_logs_error(
+        &h.logs(
+            "PutRetentionPolicy",
+            json!({"logGroupName": GROUP, "retentionInDays": 7}),
+        )
+        .await,
+        "ResourceNotFoundException",
+    );
+}
+
+#[tokio::test]
+async fn unknown_target_and_malformed_json_are_refused() {
+    let h = Harness::new().await;
+    assert_logs_error(
+        &h.logs("PutLogEvents", json!({})).await,
+        "UnknownOperationException",
+    );
+    let req = http::Request::builder()
+        .method(Method::POST)
+        .uri("/")
+        .header("x-amz-target", "DynamoDB_20120810.ListTables")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    assert_logs_error(&h.send(req).await, "UnknownOperationException");
+    let req = http::Request::builder()
+        .method(Method::POST)
+        .uri("/")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    assert_logs_error(&h.send(req).await, "UnknownOperationException");
+    let req = http::Request::builder()
+        .method(Method::POST)
+        .uri("/")
+        .header("x-amz-target", "Logs_20140328.DescribeLogGroups")
+        .body(axum::body::Body::from("{not json"))
+        .unwrap();
+    assert_logs_error(&h.send(req).await, "SerializationException");
+}
