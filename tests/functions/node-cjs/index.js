@@ -1,0 +1,52 @@
+// Node.js CommonJS test function for Serval's end-to-end suite.
+'use strict';
+
+let counter = 0;
+
+function describe(event, context, style) {
+  counter += 1;
+  return {
+    style,
+    event,
+    requestId: context.awsRequestId,
+    functionName: context.functionName,
+    functionVersion: context.functionVersion,
+    invokedFunctionArn: context.invokedFunctionArn,
+    memoryLimitInMB: String(context.memoryLimitInMB),
+    logGroupName: context.logGroupName,
+    logStreamName: context.logStreamName,
+    remaining: context.getRemainingTimeInMillis(),
+    clientContext: context.clientContext || null,
+    pid: process.pid,
+    counter,
+    userEnv: process.env.USER_GREETING || null,
+  };
+}
+
+// Non-async handler that answers through the callback before returning.
+exports.syncCallback = function (event, context, callback) {
+  console.log('node sync handler ran');
+  callback(null, describe(event, context, 'sync-callback'));
+};
+
+// Non-async handler that answers through the callback later, from a timer.
+exports.callback = function (event, context, callback) {
+  setTimeout(() => callback(null, describe(event, context, 'callback')), 50);
+};
+
+// async handler: the resolved value is the response.
+exports.asyncHandler = async (event, context) => {
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  console.log('node async handler ran');
+  return describe(event, context, 'async');
+};
+
+// async handler that throws.
+exports.throws = async (event) => {
+  throw new TypeError(`node failure: ${event.why || 'no reason'}`);
+};
+
+// Callback with an error.
+exports.callbackError = function (event, context, callback) {
+  callback(new Error('callback failure'));
+};

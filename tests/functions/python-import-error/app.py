@@ -1,0 +1,7 @@
+"""Fails at import time: Runtime.ImportModuleError."""
+
+import serval_module_that_does_not_exist  # noqa: F401
+
+
+def handler(event, context):
+    return "unreachable"
