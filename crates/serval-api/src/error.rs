@@ -2,9 +2,10 @@
 //!
 //! Lambda's REST-JSON protocol: status code from the error's model, header
 //! `x-amzn-ErrorType: <Name>` (botocore reads the error code from it), body
-//! `{"Type": "User"|"Service", "message"|"Message": "..."}` — the message member is spelled as
-//! botocore's model spells it for that exception (AWS itself is inconsistent; botocore accepts
-//! both for `Error.Message`, and the modeled spelling also fills the exception's own field).
+//! `{"Type": "User"|"Service", "Message": "...", "message": "..."}` — AWS's documented shape
+//! uses `Message`, while the service model spells the member `message` for some exceptions
+//! (InvalidParameterValue, ResourceConflict, ...). Both keys carry the same text, so every SDK's
+//! deserializer, keyed on either spelling, fills the exception's message.
 //!
 //! CloudWatch Logs' JSON 1.1 protocol: status 400 (500 for platform failures), body
 //! `{"__type": "<Name>", "message": "..."}`, content type `application/x-amz-json-1.1`.
@@ -83,16 +84,6 @@ impl ErrorCode {
             ErrorCode::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Service => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The body member carrying the message, as botocore's model names it.
-    fn message_key(self) -> &'static str {
-        match self {
-            ErrorCode::ResourceNotFound | ErrorCode::Service | ErrorCode::UnknownOperation => {
-                "Message"
-            }
-            _ => "message",
         }
     }
 }
@@ -217,7 +208,8 @@ impl IntoResponse for ApiError {
             "User"
         };
         body.insert("Type".into(), kind.into());
-        body.insert(self.code.message_key().into(), self.message.into());
+        body.insert("message".into(), self.message.clone().into());
+        body.insert("Message".into(), self.message.into());
         if let Some(reason) = self.reason {
             body.insert("Reason".into(), reason.into());
         }
@@ -404,6 +396,7 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(body["message"], "Function already exist: f");
+        assert_eq!(body["Message"], "Function already exist: f");
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use serval_engine::{InvokeError, InvokeRequest, InvokeResult};
 use serval_model::limits::SYNC_PAYLOAD_MAX_BYTES;
@@ -142,6 +143,12 @@ pub async fn invoke(
                 ApiError::invalid_content("Could not read the request payload")
             }
         })?;
+    // As on AWS, an invocation without a payload receives an empty JSON object.
+    let payload = if payload.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        payload
+    };
     let outcome = state
         .engine
         .invoke(InvokeRequest {
