@@ -13,12 +13,14 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serval_model::limits::LOG_TAIL_MAX_BYTES;
-use serval_store::{LogEvent, Store};
+use std::collections::HashMap;
+
+use serval_store::{LogEvent, Store, StreamEvents};
 use std::os::fd::AsFd;
 use tokio::net::unix::pipe;
 
@@ -108,33 +110,32 @@ impl LogWriter {
 
 fn writer_loop(store: Store, retention: Duration, rx: mpsc::Receiver<WriterMsg>) {
     let mut batch: Vec<(Arc<StreamId>, LogEvent)> = Vec::with_capacity(WRITER_BATCH_LINES);
+    let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
     let mut last_sweep: Option<Instant> = None;
     loop {
-        let msg = if batch.is_empty() {
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        } else {
-            rx.recv_timeout(WRITER_FLUSH_INTERVAL)
-        };
-        let mut waiters = Vec::new();
-        match msg {
-            Ok(WriterMsg::Line { stream, event }) => batch.push((stream, event)),
-            Ok(WriterMsg::Flush(w)) => waiters.push(w),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                append(&store, &mut batch);
-                return;
+        // Block only while there is nothing at all to do.
+        let Ok(first) = rx.recv() else { return };
+        let mut msg = Some(first);
+        if matches!(msg, Some(WriterMsg::Line { .. })) {
+            // Let lines accumulate without being woken for each one: a receiver that is not
+            // parked on the channel costs its senders no wake-up.
+            std::thread::sleep(WRITER_FLUSH_INTERVAL);
+        }
+        loop {
+            while batch.len() < WRITER_BATCH_LINES {
+                match msg.take().map_or_else(|| rx.try_recv().ok(), Some) {
+                    Some(WriterMsg::Line { stream, event }) => batch.push((stream, event)),
+                    Some(WriterMsg::Flush(w)) => waiters.push(w),
+                    None => break,
+                }
+            }
+            let full = batch.len() >= WRITER_BATCH_LINES;
+            append(&store, &mut batch);
+            if !full {
+                break;
             }
         }
-        // Take whatever else is already queued, up to a batch.
-        while batch.len() < WRITER_BATCH_LINES {
-            match rx.try_recv() {
-                Ok(WriterMsg::Line { stream, event }) => batch.push((stream, event)),
-                Ok(WriterMsg::Flush(w)) => waiters.push(w),
-                Err(_) => break,
-            }
-        }
-        append(&store, &mut batch);
-        for w in waiters {
+        for w in waiters.drain(..) {
             let _ = w.send(());
         }
         if last_sweep.is_none_or(|t| t.elapsed() >= RETENTION_SWEEP_INTERVAL) {
@@ -151,23 +152,27 @@ fn append(store: &Store, batch: &mut Vec<(Arc<StreamId>, LogEvent)>) {
     if batch.is_empty() {
         return;
     }
-    // Group consecutive lines of one stream; order within a stream is kept.
-    let mut start = 0;
-    let mut events = Vec::new();
-    while start < batch.len() {
-        let stream = batch[start].0.clone();
-        let mut end = start;
-        while end < batch.len() && Arc::ptr_eq(&batch[end].0, &stream) {
-            end += 1;
-        }
-        events.clear();
-        events.extend(batch[start..end].iter().map(|(_, e)| e.clone()));
-        if let Err(error) = store.append_log_events(&stream.group, &stream.stream, &events) {
-            tracing::error!(error = %error, group = %stream.group, "failed to store function log lines");
-        }
-        start = end;
+    // Group by stream, keeping each stream's order; one store transaction for the whole batch.
+    let mut streams: Vec<(Arc<StreamId>, Vec<LogEvent>)> = Vec::new();
+    let mut index: HashMap<*const StreamId, usize> = HashMap::new();
+    for (stream, event) in batch.drain(..) {
+        let slot = *index.entry(Arc::as_ptr(&stream)).or_insert_with(|| {
+            streams.push((stream.clone(), Vec::new()));
+            streams.len() - 1
+        });
+        streams[slot].1.push(event);
     }
-    batch.clear();
+    let parts: Vec<StreamEvents<'_>> = streams
+        .iter()
+        .map(|(s, events)| StreamEvents {
+            group: &s.group,
+            stream: &s.stream,
+            events,
+        })
+        .collect();
+    if let Err(error) = store.append_log_batch(&parts) {
+        tracing::error!(error = %error, streams = parts.len(), "failed to store function log lines");
+    }
 }
 
 struct CaptureState {

@@ -31,7 +31,7 @@ pub use error::{CodeError, StoreError};
 pub use logs::{
     DescribeLogStreamsQuery, FilterLogEventsQuery, FilteredEventsPage, FilteredLogEvent,
     GetLogEventsQuery, LogEvent, LogEventsPage, LogGroupInfo, LogStreamInfo, LogStreamOrder,
-    OutputLogEvent, LOG_EVENTS_MAX_LIMIT,
+    OutputLogEvent, StreamEvents, LOG_EVENTS_MAX_LIMIT,
 };
 
 /// File name of the metadata database inside the data directory.

@@ -40,6 +40,14 @@ const DESCRIBE_MAX_LIMIT: usize = 50;
 /// Cached stream ids kept beside the writer before the cache is dropped and refilled.
 const STREAM_ID_CACHE_MAX: usize = 10_000;
 
+/// One stream's events in a multi-stream append.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamEvents<'a> {
+    pub group: &'a str,
+    pub stream: &'a str,
+    pub events: &'a [LogEvent],
+}
+
 /// One log line as the engine appends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEvent {
@@ -389,111 +397,46 @@ impl Store {
         stream: &str,
         events: &[LogEvent],
     ) -> Result<(), StoreError> {
-        if events.is_empty() {
+        self.append_log_batch(&[StreamEvents {
+            group,
+            stream,
+            events,
+        }])
+    }
+
+    /// Appends events of several streams in ONE transaction: what a log writer that collects
+    /// lines of many environments calls, so a commit costs once per batch rather than once
+    /// per stream. Order is kept within each stream.
+    pub fn append_log_batch(&self, batch: &[StreamEvents<'_>]) -> Result<(), StoreError> {
+        if batch.iter().all(|b| b.events.is_empty()) {
             return Ok(());
         }
         let now = now_ms();
         let mut guard = self.writer();
         let writer = &mut *guard;
-        let key = (group.to_owned(), stream.to_owned());
-        let cached = writer.stream_ids.get(&key).copied();
         let tx = writer
             .conn
             .transaction()
             .map_err(StoreError::db("begin append log events"))?;
-        let stream_id = match cached {
-            Some(id) => id,
-            None => {
-                tx.execute(
-                    "INSERT INTO log_groups (name, creation_ms) VALUES (?1, ?2)
-                     ON CONFLICT (name) DO NOTHING",
-                    params![group, now],
-                )
-                .map_err(StoreError::db("create log group"))?;
-                tx.execute(
-                    "INSERT INTO log_streams (group_name, name, creation_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (group_name, name) DO NOTHING",
-                    params![group, stream, now],
-                )
-                .map_err(StoreError::db("create log stream"))?;
-                tx.query_row(
-                    "SELECT id FROM log_streams WHERE group_name = ?1 AND name = ?2",
-                    params![group, stream],
-                    |r| r.get(0),
-                )
-                .map_err(StoreError::db("read log stream id"))?
-            }
-        };
-        let mut total_bytes: i64 = 0;
-        let mut min_ts = i64::MAX;
-        let mut max_ts = i64::MIN;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO log_chunks
-                       (stream_id, group_name, event_count, min_ts, max_ts, ingestion_ms, bytes, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(StoreError::db("append log events"))?;
-            let mut start = 0;
-            while start < events.len() {
-                let mut end = start;
-                let mut bytes = 0;
-                while end < events.len()
-                    && end - start < CHUNK_MAX_EVENTS
-                    && (end == start || bytes + events[end].message.len() <= CHUNK_MAX_BYTES)
-                {
-                    bytes += events[end].message.len();
-                    end += 1;
+        let mut new_ids = Vec::new();
+        for b in batch.iter().filter(|b| !b.events.is_empty()) {
+            let key = (b.group.to_owned(), b.stream.to_owned());
+            let stream_id = match writer.stream_ids.get(&key).copied() {
+                Some(id) => id,
+                None => {
+                    let id = ensure_stream(&tx, b.group, b.stream, now)?;
+                    new_ids.push((key, id));
+                    id
                 }
-                let chunk = &events[start..end];
-                let lo = chunk
-                    .iter()
-                    .map(|e| e.timestamp_ms)
-                    .min()
-                    .expect("non-empty chunk");
-                let hi = chunk
-                    .iter()
-                    .map(|e| e.timestamp_ms)
-                    .max()
-                    .expect("non-empty chunk");
-                min_ts = min_ts.min(lo);
-                max_ts = max_ts.max(hi);
-                total_bytes += bytes as i64;
-                insert
-                    .execute(params![
-                        stream_id,
-                        group,
-                        chunk.len() as i64,
-                        lo,
-                        hi,
-                        now,
-                        bytes as i64,
-                        encode_events(chunk)
-                    ])
-                    .map_err(StoreError::db("append log events"))?;
-                start = end;
-            }
+            };
+            append_chunks(&tx, stream_id, b.group, b.events, now)?;
         }
-        tx.prepare_cached(
-            "UPDATE log_streams SET
-               first_event_ms = MIN(IFNULL(first_event_ms, ?2), ?2),
-               last_event_ms = MAX(IFNULL(last_event_ms, ?3), ?3),
-               last_ingestion_ms = ?4,
-               stored_bytes = stored_bytes + ?5
-             WHERE id = ?1",
-        )
-        .and_then(|mut s| s.execute(params![stream_id, min_ts, max_ts, now, total_bytes]))
-        .map_err(StoreError::db("update log stream"))?;
-        tx.prepare_cached("UPDATE log_groups SET stored_bytes = stored_bytes + ?2 WHERE name = ?1")
-            .and_then(|mut s| s.execute(params![group, total_bytes]))
-            .map_err(StoreError::db("update log group"))?;
         tx.commit().map_err(StoreError::db("commit log events"))?;
-        if cached.is_none() {
+        for (key, id) in new_ids {
             if writer.stream_ids.len() >= STREAM_ID_CACHE_MAX {
                 writer.stream_ids.clear();
             }
-            writer.stream_ids.insert(key, stream_id);
+            writer.stream_ids.insert(key, id);
         }
         Ok(())
     }
@@ -1072,6 +1015,108 @@ fn stream_end(conn: &rusqlite::Connection, stream_id: i64) -> Result<Pos, StoreE
         })
         .map_err(StoreError::db("read log stream end"))?;
     Ok(last.map_or(0, |(id, count)| pos(id, (count - 1).max(0) as usize)))
+}
+
+/// Creates the log group and stream if needed; returns the stream's id.
+fn ensure_stream(
+    tx: &rusqlite::Transaction<'_>,
+    group: &str,
+    stream: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO log_groups (name, creation_ms) VALUES (?1, ?2)
+         ON CONFLICT (name) DO NOTHING",
+        params![group, now],
+    )
+    .map_err(StoreError::db("create log group"))?;
+    tx.execute(
+        "INSERT INTO log_streams (group_name, name, creation_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (group_name, name) DO NOTHING",
+        params![group, stream, now],
+    )
+    .map_err(StoreError::db("create log stream"))?;
+    tx.query_row(
+        "SELECT id FROM log_streams WHERE group_name = ?1 AND name = ?2",
+        params![group, stream],
+        |r| r.get(0),
+    )
+    .map_err(StoreError::db("read log stream id"))
+}
+
+/// Appends one stream's events as chunks and updates the stream's and group's counters.
+fn append_chunks(
+    tx: &rusqlite::Transaction<'_>,
+    stream_id: i64,
+    group: &str,
+    events: &[LogEvent],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut total_bytes: i64 = 0;
+    let mut min_ts = i64::MAX;
+    let mut max_ts = i64::MIN;
+    {
+        let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO log_chunks
+                       (stream_id, group_name, event_count, min_ts, max_ts, ingestion_ms, bytes, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(StoreError::db("append log events"))?;
+        let mut start = 0;
+        while start < events.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < events.len()
+                && end - start < CHUNK_MAX_EVENTS
+                && (end == start || bytes + events[end].message.len() <= CHUNK_MAX_BYTES)
+            {
+                bytes += events[end].message.len();
+                end += 1;
+            }
+            let chunk = &events[start..end];
+            let lo = chunk
+                .iter()
+                .map(|e| e.timestamp_ms)
+                .min()
+                .expect("non-empty chunk");
+            let hi = chunk
+                .iter()
+                .map(|e| e.timestamp_ms)
+                .max()
+                .expect("non-empty chunk");
+            min_ts = min_ts.min(lo);
+            max_ts = max_ts.max(hi);
+            total_bytes += bytes as i64;
+            insert
+                .execute(params![
+                    stream_id,
+                    group,
+                    chunk.len() as i64,
+                    lo,
+                    hi,
+                    now,
+                    bytes as i64,
+                    encode_events(chunk)
+                ])
+                .map_err(StoreError::db("append log events"))?;
+            start = end;
+        }
+    }
+    tx.prepare_cached(
+        "UPDATE log_streams SET
+               first_event_ms = MIN(IFNULL(first_event_ms, ?2), ?2),
+               last_event_ms = MAX(IFNULL(last_event_ms, ?3), ?3),
+               last_ingestion_ms = ?4,
+               stored_bytes = stored_bytes + ?5
+             WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![stream_id, min_ts, max_ts, now, total_bytes]))
+    .map_err(StoreError::db("update log stream"))?;
+    tx.prepare_cached("UPDATE log_groups SET stored_bytes = stored_bytes + ?2 WHERE name = ?1")
+        .and_then(|mut s| s.execute(params![group, total_bytes]))
+        .map_err(StoreError::db("update log group"))?;
+    Ok(())
 }
 
 #[cfg(test)]
