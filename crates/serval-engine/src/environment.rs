@@ -14,10 +14,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::HeaderValue;
 use serval_model::{EnvironmentId, FunctionConfig, RequestId};
-use serval_runtimes::RuntimeSet;
+use serval_runtimes::{Placement, RuntimeSet};
 use serval_sandbox::{
-    AnyControl, AnyInstance, AnySandbox, ExitInfo, Sandbox, SandboxControl, SandboxInstance,
-    SandboxSpec,
+    AnyControl, AnyInstance, AnySandbox, ExitInfo, Layout, Sandbox, SandboxControl,
+    SandboxInstance, SandboxSpec,
 };
 use tokio::net::unix::pipe;
 use tokio::net::TcpListener;
@@ -284,7 +284,21 @@ pub async fn create(
         capture.start_tail();
     }
 
-    let launch = match shared.runtimes.launch(spec.config.runtime, &spec.code_dir) {
+    // Paths as the function will see them; the backend decides.
+    let host = Layout {
+        task_root: spec.code_dir.clone(),
+        runtime_dir: shared.runtimes.runtime_dir().to_owned(),
+        tmp_dir: tmp_dir.clone(),
+    };
+    let inside = shared.sandbox.layout(&host);
+    let placement = Placement {
+        task_root: &inside.task_root,
+        runtime_dir: &inside.runtime_dir,
+    };
+    let launch = match shared
+        .runtimes
+        .launch_at(spec.config.runtime, &spec.code_dir, placement)
+    {
         Ok(launch) => launch,
         Err(error) => {
             let diag = diagnostic(error.error_type(), &error.to_string());
@@ -304,8 +318,16 @@ pub async fn create(
     let mut env = spec.env_base.clone();
     env.push(("AWS_LAMBDA_RUNTIME_API".into(), api_addr.to_string()));
     env.push(("AWS_LAMBDA_LOG_STREAM_NAME".into(), stream.stream.clone()));
-    env.push(("TMPDIR".into(), tmp_dir.display().to_string()));
-    env.push(("HOME".into(), tmp_dir.display().to_string()));
+    env.push((
+        "LAMBDA_TASK_ROOT".into(),
+        inside.task_root.display().to_string(),
+    ));
+    env.push((
+        "LAMBDA_RUNTIME_DIR".into(),
+        inside.runtime_dir.display().to_string(),
+    ));
+    env.push(("TMPDIR".into(), inside.tmp_dir.display().to_string()));
+    env.push(("HOME".into(), inside.tmp_dir.display().to_string()));
     env.extend(launch.env);
 
     let instance = shared
@@ -315,9 +337,9 @@ pub async fn create(
             program: launch.program,
             args: launch.args,
             env,
-            task_root: spec.code_dir.clone(),
-            runtime_dir: shared.runtimes.runtime_dir().to_owned(),
-            tmp_dir: tmp_dir.clone(),
+            task_root: host.task_root,
+            runtime_dir: host.runtime_dir,
+            tmp_dir: host.tmp_dir,
             memory_mb: spec.config.memory_mb,
             ephemeral_storage_mb: spec.config.ephemeral_storage_mb,
             output: writer.into(),
@@ -508,7 +530,11 @@ impl Environment {
         let limit = spec.memory_limit_bytes;
         let poll = shared.config.memory_poll_interval;
         let mut peak = 0u64;
+        let watch_memory = !shared.sandbox.enforces_memory_limit();
         let memory_watch = async {
+            if !watch_memory {
+                return std::future::pending().await;
+            }
             loop {
                 tokio::time::sleep(poll).await;
                 let usage = control.memory();

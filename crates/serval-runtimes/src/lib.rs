@@ -93,6 +93,15 @@ impl LaunchError {
     }
 }
 
+/// Where a runtime process sees the function's code and Serval's runtime files.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    /// `LAMBDA_TASK_ROOT` as the runtime sees it.
+    pub task_root: &'a Path,
+    /// `LAMBDA_RUNTIME_DIR` as the runtime sees it.
+    pub runtime_dir: &'a Path,
+}
+
 /// How to start one execution environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchSpec {
@@ -173,8 +182,30 @@ impl RuntimeSet {
         })
     }
 
-    /// How to start an environment of `runtime` whose code is unpacked at `task_root`.
+    /// How to start an environment of `runtime` whose code is unpacked at `task_root`, when the
+    /// runtime sees the same paths as the host (the `process` sandbox).
     pub fn launch(&self, runtime: Runtime, task_root: &Path) -> Result<LaunchSpec, LaunchError> {
+        self.launch_at(
+            runtime,
+            task_root,
+            Placement {
+                task_root,
+                runtime_dir: &self.runtime_dir,
+            },
+        )
+    }
+
+    /// How to start an environment of `runtime` whose code is unpacked on the host at
+    /// `host_task_root` and which the runtime process sees at the paths in `inside` (an isolating
+    /// sandbox shows them at `/var/task` and `/var/runtime`). Only the host path is inspected;
+    /// every path in the returned spec is an inside path.
+    pub fn launch_at(
+        &self,
+        runtime: Runtime,
+        host_task_root: &Path,
+        inside: Placement<'_>,
+    ) -> Result<LaunchSpec, LaunchError> {
+        let task_root = inside.task_root;
         match runtime.family() {
             RuntimeFamily::Python => {
                 let program = self.interpreter(&self.python, runtime, "python")?;
@@ -182,7 +213,8 @@ impl RuntimeSet {
                     program,
                     args: vec![
                         "-S".into(),
-                        self.runtime_dir
+                        inside
+                            .runtime_dir
                             .join(PYTHON_BOOTSTRAP_PATH)
                             .into_os_string(),
                     ],
@@ -198,13 +230,16 @@ impl RuntimeSet {
                 );
                 Ok(LaunchSpec {
                     program,
-                    args: vec![self.runtime_dir.join(NODE_BOOTSTRAP_PATH).into_os_string()],
+                    args: vec![inside
+                        .runtime_dir
+                        .join(NODE_BOOTSTRAP_PATH)
+                        .into_os_string()],
                     env: vec![("NODE_PATH".into(), node_path)],
                 })
             }
             RuntimeFamily::Provided => {
                 let program = task_root.join("bootstrap");
-                if !is_executable_file(&program) {
+                if !is_executable_file(&host_task_root.join("bootstrap")) {
                     return Err(LaunchError::InvalidEntrypoint { path: program });
                 }
                 Ok(LaunchSpec {
@@ -551,6 +586,34 @@ mod tests {
         let spec = set.launch(Runtime::ProvidedAl2, &task).unwrap();
         assert_eq!(spec.program, bootstrap);
         assert!(spec.args.is_empty() && spec.env.is_empty());
+    }
+
+    #[test]
+    fn launch_at_checks_the_host_and_names_inside_paths() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let set = RuntimeSet {
+            runtime_dir: tmp.path().join("rt"),
+            python: Interpreter::Missing("test".into()),
+            node: Interpreter::Missing("test".into()),
+            search_path: BASE_SEARCH_PATH.into(),
+        };
+        let task = tmp.path().join("task");
+        fs::create_dir_all(&task).unwrap();
+        let inside = Placement {
+            task_root: Path::new("/var/task"),
+            runtime_dir: Path::new("/var/runtime"),
+        };
+        let err = set.launch_at(Runtime::Provided, &task, inside).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Couldn't find valid bootstrap(s): [/var/task/bootstrap]"
+        );
+        let bootstrap = task.join("bootstrap");
+        fs::write(&bootstrap, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&bootstrap, fs::Permissions::from_mode(0o755)).unwrap();
+        let spec = set.launch_at(Runtime::Provided, &task, inside).unwrap();
+        assert_eq!(spec.program, Path::new("/var/task/bootstrap"));
     }
 
     #[test]

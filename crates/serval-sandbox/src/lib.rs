@@ -41,6 +41,15 @@ pub struct SandboxSpec {
     pub output: OwnedFd,
 }
 
+/// The directories of one environment: the code, Serval's runtime files, the scratch space.
+/// The engine prepares them on the host; a backend says where its functions see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub task_root: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub tmp_dir: PathBuf,
+}
+
 /// How an environment's process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitInfo {
@@ -98,6 +107,12 @@ pub enum SandboxError {
 /// A backend that can start isolated process trees.
 pub trait Sandbox: Send + Sync {
     type Instance: SandboxInstance;
+    /// Where a function in this backend sees the host directories of `host` (`/var/task`,
+    /// `/var/runtime`, `/tmp` in an isolating backend; the same paths in `process`).
+    fn layout(&self, host: &Layout) -> Layout;
+    /// Whether the kernel enforces `memory_mb` (and reports `oom_killed`); if not, the engine
+    /// watches memory itself.
+    fn enforces_memory_limit(&self) -> bool;
     /// Starts the environment's process. The returned instance owns the process.
     fn spawn(
         &self,
@@ -151,6 +166,16 @@ impl AnySandbox {
 
 impl Sandbox for AnySandbox {
     type Instance = AnyInstance;
+    fn layout(&self, host: &Layout) -> Layout {
+        match self {
+            AnySandbox::Process(s) => s.layout(host),
+        }
+    }
+    fn enforces_memory_limit(&self) -> bool {
+        match self {
+            AnySandbox::Process(s) => s.enforces_memory_limit(),
+        }
+    }
     async fn spawn(&self, spec: SandboxSpec) -> Result<AnyInstance, SandboxError> {
         match self {
             AnySandbox::Process(s) => s.spawn(spec).await.map(AnyInstance::Process),

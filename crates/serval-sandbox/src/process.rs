@@ -19,7 +19,8 @@ use serval_model::EnvironmentId;
 use tokio::sync::oneshot;
 
 use crate::{
-    ExitInfo, MemoryUsage, Sandbox, SandboxControl, SandboxError, SandboxInstance, SandboxSpec,
+    ExitInfo, Layout, MemoryUsage, Sandbox, SandboxControl, SandboxError, SandboxInstance,
+    SandboxSpec,
 };
 
 struct SpawnJob {
@@ -51,6 +52,14 @@ impl ProcessSandbox {
 
 impl Sandbox for ProcessSandbox {
     type Instance = ProcessInstance;
+
+    fn layout(&self, host: &Layout) -> Layout {
+        host.clone()
+    }
+
+    fn enforces_memory_limit(&self) -> bool {
+        false
+    }
 
     async fn spawn(&self, spec: SandboxSpec) -> Result<ProcessInstance, SandboxError> {
         let env_id = spec.env_id;
