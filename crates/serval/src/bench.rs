@@ -155,7 +155,7 @@ pub struct P50P99 {
 #[derive(Debug, Clone, Serialize)]
 pub struct ColdStartReport {
     pub samples: u32,
-    /// From the CreateFunction response to the first Invoke response.
+    /// From sending CreateFunction to the first Invoke response (upload, unpack, cold start, invoke).
     pub create_to_first_response: P50P99,
     /// The first (successful) Invoke request alone.
     pub first_invoke: P50P99,
@@ -384,7 +384,7 @@ fn forget(created: &Mutex<Vec<String>>, name: &str) {
 }
 
 /// One cold start: CreateFunction, then Invoke until it answers (retrying while the function is
-/// not ready). Returns (CreateFunction response → first Invoke response, that Invoke alone).
+/// not ready). Returns (CreateFunction request → first Invoke response, that Invoke alone).
 async fn cold_sample(
     client: &Client,
     input: &CreateFunctionInput,
@@ -392,11 +392,11 @@ async fn cold_sample(
 ) -> anyhow::Result<(Duration, Duration)> {
     let name = &input.function_name;
     remember(created, name);
+    let created_at = Instant::now();
     client
         .create_function(input)
         .await
         .with_context(|| format!("create function {name}"))?;
-    let created_at = Instant::now();
     loop {
         let sent = Instant::now();
         match client.invoke(name, Bytes::from_static(b"{}"), false).await {
