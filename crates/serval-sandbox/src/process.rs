@@ -2,9 +2,11 @@
 //!
 //! Each environment is a child process in its own process group, started with a clean
 //! environment and the code directory as working directory, its stdout and stderr on the log
-//! pipe. Ending the environment kills the whole group. A child started here also gets
-//! `PR_SET_PDEATHSIG`, so the server's death (even `kill -9`) takes its runtimes with it; since that
-//! signal is tied to the thread that forked, every spawn happens on one long-lived spawner thread.
+//! pipe. Ending the environment (or dropping its instance) kills the whole group. The runtime
+//! process also gets `PR_SET_PDEATHSIG`, so the server's death (even `kill -9`) takes the runtime
+//! with it; since that signal is tied to the thread that forked, every spawn happens on one
+//! long-lived spawner thread. Processes the runtime itself started survive a `kill -9` of the
+//! server in this backend; only a cgroup (the `linux` backend) can catch those.
 //! Freezing stops the group with `SIGSTOP`. Memory is the root process's resident set.
 //!
 //! Not for: isolating anything. A function here sees the host as its user does.
@@ -69,6 +71,7 @@ impl Sandbox for ProcessSandbox {
             source,
         };
         let stderr = spec.output.try_clone().map_err(spawn_error)?;
+        let server_pid = std::process::id() as i32;
         let mut command = std::process::Command::new(&spec.program);
         command
             .args(&spec.args)
@@ -82,12 +85,13 @@ impl Sandbox for ProcessSandbox {
         // SAFETY: the closure runs in the forked child before exec and calls only
         // async-signal-safe functions (prctl, getppid, _exit semantics via error return).
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                // The server may have died between fork and prctl.
-                if libc::getppid() == 1 {
+                // The server may have died between fork and prctl (then the child was
+                // re-parented). Compared with the server's pid, not 1: the server may be pid 1.
+                if libc::getppid() != server_pid {
                     return Err(io::Error::from(io::ErrorKind::BrokenPipe));
                 }
                 Ok(())
@@ -127,6 +131,14 @@ impl ProcessInstance {
     /// The root process's id (also the process group id).
     pub fn pid(&self) -> i32 {
         self.control.pgid
+    }
+}
+
+impl Drop for ProcessInstance {
+    /// An instance dropped without being waited for (its environment abandoned, the runtime
+    /// shutting down) still takes its whole process group with it.
+    fn drop(&mut self) {
+        self.control.kill();
     }
 }
 
@@ -320,6 +332,32 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, SandboxError::Spawn { .. }));
+    }
+
+    #[tokio::test]
+    async fn dropping_an_instance_kills_its_group() {
+        let sandbox = ProcessSandbox::new().unwrap();
+        let (_reader, writer) = std::io::pipe().unwrap();
+        let inst = sandbox
+            .spawn(spec(
+                "/bin/sh",
+                &["-c", "sleep 30 & sleep 30"],
+                writer.into(),
+            ))
+            .await
+            .unwrap();
+        let pgid = inst.pid();
+        drop(inst);
+        let mut gone = false;
+        for _ in 0..100 {
+            // SAFETY: signal 0 only checks for existence.
+            if unsafe { libc::killpg(pgid, 0) } == -1 {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(gone, "process group {pgid} survived its instance");
     }
 
     #[test]
