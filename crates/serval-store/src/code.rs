@@ -7,13 +7,28 @@
 //! final name only by an atomic `rename` once it is complete and valid, so concurrent uploads
 //! of the same zip are safe and a function can never see a half-unpacked package.
 //!
-//! Not for: garbage-collecting packages no function uses any more, layers, or S3 uploads.
+//! Garbage collection: `collect_unused_code(grace)` removes the packages (zip, tree and
+//! `code_packages` row) that no stored function's `code_sha256_hex` references and whose files
+//! were last touched more than `grace` ago. The grace covers the window between an upload and
+//! the CreateFunction / UpdateFunctionCode that stores a reference to it: a new upload's files
+//! are fresh, and re-uploading a package that already exists touches its zip. A lock shared
+//! with `put_code` makes "still old? then remove" atomic against such a touch or the final
+//! renames of an upload, so a package `put_code` returned less than `grace` ago is never
+//! removed, whatever the interleaving. The tree is
+//! first renamed to a temporary name (so it disappears atomically and a crash mid-removal
+//! leaves only a temporary that `Store::open` clears), then made writable and removed.
+//! Environments still running replaced code use its tree in place: the caller names such
+//! packages with `collect_unused_code_except`.
+//!
+//! Not for: deciding when to collect (the caller runs it periodically, from
+//! `spawn_blocking`), layers, or S3 uploads.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Cursor, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -27,6 +42,9 @@ use crate::{now_ms, CodeError, Store, StoreError};
 
 /// Prefix of the temporary files and directories an upload works in, inside `code/`.
 const TEMP_PREFIX: &str = ".tmp-";
+/// Prefix of a package tree being removed by garbage collection; a `TEMP_PREFIX` name, so
+/// `Store::open` clears what a crash leaves behind.
+const GC_PREFIX: &str = ".tmp-gc-";
 /// Longest symlink target Serval accepts, in bytes.
 const SYMLINK_TARGET_MAX_BYTES: u64 = 4096;
 /// Buffer used to stream an entry out of the zip.
@@ -114,7 +132,7 @@ impl Store {
             }
         };
 
-        if is_real_dir(&final_dir) && zip_path.is_file() {
+        if self.reuse_existing(&final_dir, &zip_path, &sha256_hex)? {
             let unzipped_size = match self.recorded_unzipped_size(&sha256_hex) {
                 Some(size) => size,
                 None => tree_size(&final_dir).map_err(io_err("measure", &final_dir))?,
@@ -138,6 +156,9 @@ impl Store {
         // The zip first: once the tree is visible under its final name, the zip exists too.
         let temp_zip = TempPath::new(root.join(format!("{TEMP_PREFIX}{unique}.zip")));
         write_file_synced(&temp_zip.path, zip).map_err(io_err("write", &temp_zip.path))?;
+        // Both renames under the code lock, so garbage collection never removes one half of a
+        // package as it appears.
+        let code_lock = self.code_lock();
         fs::rename(&temp_zip.path, &zip_path).map_err(io_err("rename", &zip_path))?;
         temp_zip.keep();
 
@@ -150,6 +171,7 @@ impl Store {
             }
             Err(source) => return Err(io_err("rename", &final_dir)(source)),
         }
+        drop(code_lock);
         let info = CodeInfo {
             sha256_hex,
             sha256_base64,
@@ -213,6 +235,173 @@ impl Store {
             zip_size,
             unzipped_size,
         }))
+    }
+
+    /// Whether the package is already stored; if so, touches its zip (under the code lock)
+    /// so garbage collection gives it a fresh grace period before a function references it.
+    fn reuse_existing(
+        &self,
+        final_dir: &Path,
+        zip_path: &Path,
+        sha256_hex: &str,
+    ) -> Result<bool, CodeError> {
+        let _code_lock = self.code_lock();
+        if !(is_real_dir(final_dir) && zip_path.is_file()) {
+            return Ok(false);
+        }
+        fs::File::open(zip_path)
+            .and_then(|f| f.set_modified(SystemTime::now()))
+            .map_err(|source| CodeError::Io {
+                operation: "touch",
+                path: zip_path.to_owned(),
+                sha256_hex: sha256_hex.to_owned(),
+                source,
+            })?;
+        Ok(true)
+    }
+
+    /// Removes every code package that no stored function references and whose files (zip
+    /// or tree) were modified more than `grace` ago; see the module header for why the grace
+    /// makes this safe against a concurrent `put_code`. Returns the bytes freed: zip sizes
+    /// plus unpacked file sizes of the packages removed.
+    ///
+    /// `grace` should exceed the longest plausible time between an upload and the request
+    /// that stores a function referencing it (10 minutes is ample). Packages that cannot be
+    /// inspected or removed are skipped with a warning; only failing to read the functions'
+    /// references or to list `code/` is an error, and then nothing is removed.
+    pub fn collect_unused_code(&self, grace: Duration) -> Result<u64, StoreError> {
+        self.collect_unused_code_except(grace, &HashSet::new())
+    }
+
+    /// `collect_unused_code`, also keeping the packages in `in_use` (lowercase hex SHA-256):
+    /// those whose trees environments still run from after their function's code was replaced.
+    pub fn collect_unused_code_except(
+        &self,
+        grace: Duration,
+        in_use: &HashSet<String>,
+    ) -> Result<u64, StoreError> {
+        let root = &self.inner.code_root;
+        let mut removed: Vec<(String, Option<PathBuf>, u64)> = Vec::new();
+        {
+            let _code_lock = self.code_lock();
+            let referenced: HashSet<String> = self
+                .all_functions()?
+                .into_iter()
+                .map(|f| f.code_sha256_hex)
+                .collect();
+            let entries = fs::read_dir(root).map_err(|source| StoreError::Io {
+                operation: "list",
+                path: root.clone(),
+                source,
+            })?;
+            let mut candidates = BTreeSet::new();
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let hex = name.strip_suffix(".zip").unwrap_or(name);
+                if is_sha256_hex(hex) && !referenced.contains(hex) && !in_use.contains(hex) {
+                    candidates.insert(hex.to_owned());
+                }
+            }
+            let now = SystemTime::now();
+            for hex in candidates {
+                match self.remove_package_if_old(&hex, now, grace) {
+                    Ok(Some((moved, bytes))) => removed.push((hex, moved, bytes)),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(sha256 = %hex, error = %error, "failed to collect unused code package");
+                    }
+                }
+            }
+        }
+        // Outside the lock: removing a big tree takes a while and nothing can reach it now.
+        let mut freed = 0;
+        for (hex, moved, bytes) in &removed {
+            if let Some(moved) = moved {
+                if let Err(error) = force_remove_dir(moved) {
+                    tracing::warn!(sha256 = %hex, path = %moved.display(), %error, "failed to remove unused code package; it is retried when the store is next opened");
+                    continue;
+                }
+            }
+            freed += bytes;
+        }
+        tracing::info!(
+            packages = removed.len(),
+            freed_bytes = freed,
+            "store.collect_unused_code"
+        );
+        Ok(freed)
+    }
+
+    /// Under the code lock: if the package's newest file is older than `grace`, deletes its
+    /// row and zip and renames its tree out of the way, returning the renamed tree (if there
+    /// was one) and the package's size in bytes; `None` if it is too fresh to collect.
+    fn remove_package_if_old(
+        &self,
+        hex: &str,
+        now: SystemTime,
+        grace: Duration,
+    ) -> Result<Option<(Option<PathBuf>, u64)>, StoreError> {
+        let zip_path = self.code_zip_path(hex);
+        let dir = self.code_dir(hex);
+        let io_err = |operation: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io {
+                operation,
+                path,
+                source,
+            }
+        };
+        let zip_meta = optional_metadata(&zip_path).map_err(io_err("stat", &zip_path))?;
+        let dir_meta = optional_metadata(&dir)
+            .map_err(io_err("stat", &dir))?
+            .filter(|m| m.is_dir());
+        let mut newest = None;
+        for (meta, path) in [(&zip_meta, &zip_path), (&dir_meta, &dir)] {
+            if let Some(meta) = meta {
+                let modified = meta.modified().map_err(io_err("stat", path))?;
+                newest = newest.max(Some(modified));
+            }
+        }
+        let Some(newest) = newest else {
+            return Ok(None);
+        };
+        // A modification time in the future counts as fresh.
+        let age = now.duration_since(newest).unwrap_or(Duration::ZERO);
+        if age < grace {
+            return Ok(None);
+        }
+        let mut bytes = zip_meta.as_ref().map_or(0, |m| m.len());
+        // The tree first: once it is gone from its name, the package is gone for `put_code`
+        // and the engine; what follows only tidies up.
+        let moved = match dir_meta {
+            Some(_) => {
+                bytes += tree_size(&dir).map_err(io_err("measure", &dir))?;
+                let unique = uuid::Uuid::new_v4().simple().to_string();
+                let moved = self
+                    .inner
+                    .code_root
+                    .join(format!("{GC_PREFIX}{hex}-{unique}"));
+                fs::rename(&dir, &moved).map_err(io_err("rename", &dir))?;
+                Some(moved)
+            }
+            None => None,
+        };
+        if zip_meta.is_some() {
+            if let Err(error) = fs::remove_file(&zip_path) {
+                // Left for the next collection, which sees a zip without a tree.
+                tracing::warn!(path = %zip_path.display(), %error, "failed to remove unused code zip");
+            }
+        }
+        if let Err(error) = self
+            .writer()
+            .conn
+            .execute("DELETE FROM code_packages WHERE sha256_hex = ?1", [hex])
+        {
+            // A stale row only caches sizes of identical content; a re-upload reuses it.
+            tracing::warn!(sha256 = %hex, %error, "failed to delete code package record");
+        }
+        Ok(Some((moved, bytes)))
     }
 
     fn recorded_unzipped_size(&self, sha256_hex: &str) -> Option<u64> {
@@ -563,6 +752,15 @@ fn write_file_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// `symlink_metadata`, with `None` for a path that does not exist.
+fn optional_metadata(path: &Path) -> io::Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn is_real_dir(path: &Path) -> bool {
@@ -1032,5 +1230,115 @@ mod tests {
             Some(info.clone())
         );
         assert_eq!(store.put_code(&zip).unwrap(), info);
+    }
+
+    const GRACE: Duration = Duration::from_secs(600);
+
+    /// Backdates a package's zip and tree by `by`, as if uploaded that long ago.
+    fn backdate(store: &Store, hex: &str, by: Duration) {
+        let then = SystemTime::now() - by;
+        for path in [store.code_zip_path(hex), store.code_dir(hex)] {
+            fs::File::open(&path).unwrap().set_modified(then).unwrap();
+        }
+    }
+
+    fn row_count(store: &Store, hex: &str) -> i64 {
+        store
+            .reader()
+            .query_row(
+                "SELECT COUNT(*) FROM code_packages WHERE sha256_hex = ?1",
+                [hex],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn collects_only_unreferenced_packages_older_than_grace() {
+        let (_d, store) = store();
+        let used = store.put_code(&zip_of(&[("a.py", b"a", 0o644)])).unwrap();
+        let old = store
+            .put_code(&zip_of(&[("lib/b.py", b"bb", 0o755)]))
+            .unwrap();
+        let fresh = store.put_code(&zip_of(&[("c.py", b"c", 0o644)])).unwrap();
+        let mut cfg = crate::functions::tests::config("f", "r1");
+        cfg.code_sha256_hex = used.sha256_hex.clone();
+        store.create_function(&cfg, &Default::default()).unwrap();
+        backdate(&store, &used.sha256_hex, Duration::from_secs(3600));
+        backdate(&store, &old.sha256_hex, Duration::from_secs(3600));
+
+        let freed = store.collect_unused_code(GRACE).unwrap();
+        assert_eq!(freed, old.zip_size + old.unzipped_size);
+        assert_eq!(store.code_info(&old.sha256_hex).unwrap(), None);
+        assert!(!store.code_zip_path(&old.sha256_hex).exists());
+        assert!(!store.code_dir(&old.sha256_hex).exists());
+        assert_eq!(row_count(&store, &old.sha256_hex), 0);
+        assert_eq!(
+            store.code_info(&used.sha256_hex).unwrap(),
+            Some(used.clone())
+        );
+        assert_eq!(
+            store.code_info(&fresh.sha256_hex).unwrap(),
+            Some(fresh.clone())
+        );
+        no_temporaries_left(&store);
+        assert_eq!(store.collect_unused_code(GRACE).unwrap(), 0);
+
+        // Without a grace, only what the caller says is still running keeps a package.
+        let running = HashSet::from([fresh.sha256_hex.clone()]);
+        assert_eq!(
+            store
+                .collect_unused_code_except(Duration::ZERO, &running)
+                .unwrap(),
+            0
+        );
+        assert!(store.code_info(&fresh.sha256_hex).unwrap().is_some());
+        assert!(store.collect_unused_code(Duration::ZERO).unwrap() > 0);
+        assert_eq!(store.code_info(&fresh.sha256_hex).unwrap(), None);
+        // A referenced package stays whatever the grace.
+        assert_eq!(store.collect_unused_code(Duration::ZERO).unwrap(), 0);
+        assert_eq!(store.code_info(&used.sha256_hex).unwrap(), Some(used));
+    }
+
+    #[test]
+    fn reupload_of_existing_package_restarts_its_grace() {
+        let (_d, store) = store();
+        let zip = zip_of(&[("a.py", b"x = 1", 0o644)]);
+        let info = store.put_code(&zip).unwrap();
+        backdate(&store, &info.sha256_hex, Duration::from_secs(3600));
+        // The upload a CreateFunction is about to reference finds the package stored.
+        assert_eq!(store.put_code(&zip).unwrap(), info);
+        assert_eq!(store.collect_unused_code(GRACE).unwrap(), 0);
+        assert_eq!(
+            store.code_info(&info.sha256_hex).unwrap(),
+            Some(info.clone())
+        );
+        // Once collected, the same upload stores it again from scratch.
+        backdate(&store, &info.sha256_hex, Duration::from_secs(3600));
+        assert!(store.collect_unused_code(GRACE).unwrap() > 0);
+        assert_eq!(store.put_code(&zip).unwrap(), info);
+        assert_eq!(
+            store.code_info(&info.sha256_hex).unwrap(),
+            Some(info.clone())
+        );
+        assert_eq!(row_count(&store, &info.sha256_hex), 1);
+    }
+
+    #[test]
+    fn collects_half_stored_package_and_ignores_foreign_entries() {
+        let (_d, store) = store();
+        let info = store.put_code(&zip_of(&[("a.py", b"a", 0o644)])).unwrap();
+        backdate(&store, &info.sha256_hex, Duration::from_secs(3600));
+        // A crash between the two renames of an upload leaves a zip without a tree.
+        force_remove_dir(&store.code_dir(&info.sha256_hex)).unwrap();
+        let root = &store.inner.code_root;
+        fs::write(root.join("notes.txt"), b"keep me").unwrap();
+        fs::create_dir(root.join("abc")).unwrap();
+        assert_eq!(
+            store.collect_unused_code(Duration::ZERO).unwrap(),
+            info.zip_size
+        );
+        assert!(!store.code_zip_path(&info.sha256_hex).exists());
+        assert!(root.join("notes.txt").is_file() && root.join("abc").is_dir());
     }
 }

@@ -4,8 +4,10 @@
 //! - function metadata and tags (`functions`), in SQLite (WAL) at `<data_dir>/serval.db`;
 //! - code packages (`code`), content-addressed by SHA-256: the zip as uploaded at
 //!   `<data_dir>/code/<hex>.zip` and its validated, read-only unpacked tree at
-//!   `<data_dir>/code/<hex>/`, unpacked once per hash;
-//! - function logs in CloudWatch Logs' model (`logs`): groups, streams, events.
+//!   `<data_dir>/code/<hex>/`, unpacked once per hash, and removed by
+//!   `collect_unused_code` once no function references it;
+//! - function logs in CloudWatch Logs' model (`logs`): groups, streams, events, with
+//!   per-group retention enforced by `apply_log_retention`.
 //!
 //! What it is not for: deciding anything. Validation of names and configuration lives in
 //! `serval-model`, business rules in the engine and the API. The API here is synchronous and
@@ -48,6 +50,11 @@ pub struct Store {
 struct Inner {
     data_dir: PathBuf,
     code_root: PathBuf,
+    /// Serialises making a package visible or re-using it (`put_code`) against removing it
+    /// (`collect_unused_code`). `put_code` holds it only for a check and a touch or for two
+    /// renames, never while unpacking. Taken before a connection's lock, never while one is
+    /// held.
+    code_lock: Mutex<()>,
     writer: Mutex<Writer>,
     reader: Mutex<Connection>,
 }
@@ -87,6 +94,7 @@ impl Store {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_owned(),
                 code_root,
+                code_lock: Mutex::new(()),
                 writer: Mutex::new(Writer {
                     conn,
                     stream_ids: Default::default(),
@@ -106,6 +114,14 @@ impl Store {
     fn writer(&self) -> MutexGuard<'_, Writer> {
         self.inner
             .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The code package lock; see `Inner::code_lock`. It guards no data, so poisoning is moot.
+    fn code_lock(&self) -> MutexGuard<'_, ()> {
+        self.inner
+            .code_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -3,6 +3,14 @@
 //! queries the CloudWatch Logs API needs (GetLogEvents, FilterLogEvents, DescribeLogGroups,
 //! DescribeLogStreams, DeleteLogGroup) and retention.
 //!
+//! Retention: `set_log_group_retention` records a group's `retentionInDays`
+//! (PutRetentionPolicy); `apply_log_retention(now_ms, default_days)` enforces every group's
+//! policy, falling back to a server-wide default for groups without one, and is meant to be
+//! called periodically by the engine (blocking; from `spawn_blocking` or the log writer's
+//! thread). `purge_logs_older_than` applies one cutoff to all groups regardless of policy.
+//! Both delete whole chunks (a chunk goes once its newest event has expired), keep stream and
+//! group `storedBytes` consistent and keep empty streams, as CloudWatch does.
+//!
 //! Storage: an appended batch becomes one `log_chunks` row per stream holding the events
 //! encoded back to back (`i64` timestamp, `u32` length, UTF-8 message, little-endian), so
 //! appending 500 lines costs one row and one transaction; queries decode chunks and filter the
@@ -857,7 +865,7 @@ impl Store {
     }
 
     /// PutRetentionPolicy / DeleteRetentionPolicy: records `retentionInDays` for a group
-    /// (enforcement is `purge_logs_older_than`, driven by the caller).
+    /// (`None` removes the policy); `apply_log_retention`, driven by the caller, enforces it.
     pub fn set_log_group_retention(
         &self,
         group: &str,
@@ -879,58 +887,122 @@ impl Store {
         Ok(())
     }
 
-    /// Retention: deletes stored events older than `cutoff_ms`, a whole chunk at a time (a
-    /// chunk goes when its newest event is older than the cutoff, so events just older than
-    /// the cutoff may survive until their chunk-mates expire). Returns how many events were
-    /// deleted. Groups and streams stay, as on AWS.
+    /// Retention with one server-wide cutoff: deletes stored events older than `cutoff_ms` in
+    /// every group, whatever its own `retentionInDays`; see `apply_log_retention` for
+    /// per-group retention. A chunk goes when its newest event is older than the cutoff, so
+    /// events just older than the cutoff may survive until their chunk-mates expire. Returns
+    /// how many events were deleted. Groups and streams stay, as on AWS.
     pub fn purge_logs_older_than(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let mut guard = self.writer();
         let tx = guard
             .conn
             .transaction()
             .map_err(StoreError::db("begin purge logs"))?;
-        let mut affected: Vec<(i64, String, i64, i64)> = Vec::new();
-        {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT stream_id, group_name, SUM(event_count), SUM(bytes) FROM log_chunks
-                     WHERE max_ts < ?1 GROUP BY stream_id",
-                )
-                .map_err(StoreError::db("purge logs"))?;
-            let rows = stmt
-                .query_map([cutoff_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .map_err(StoreError::db("purge logs"))?;
-            for row in rows {
-                affected.push(row.map_err(StoreError::db("purge logs"))?);
-            }
-        }
-        if affected.is_empty() {
-            return Ok(0);
-        }
-        tx.execute("DELETE FROM log_chunks WHERE max_ts < ?1", [cutoff_ms])
-            .map_err(StoreError::db("purge logs"))?;
-        let mut deleted: u64 = 0;
-        for (stream_id, group, count, bytes) in &affected {
-            deleted += (*count).max(0) as u64;
-            tx.execute(
-                "UPDATE log_streams SET stored_bytes = MAX(stored_bytes - ?2, 0),
-                   first_event_ms = IFNULL((SELECT MIN(min_ts) FROM log_chunks WHERE stream_id = ?1), first_event_ms)
-                 WHERE id = ?1",
-                params![stream_id, bytes],
-            )
-            .map_err(StoreError::db("purge logs"))?;
-            tx.execute(
-                "UPDATE log_groups SET stored_bytes = MAX(stored_bytes - ?2, 0) WHERE name = ?1",
-                params![group, bytes],
-            )
-            .map_err(StoreError::db("purge logs"))?;
-        }
+        let deleted = purge_chunks(&tx, None, cutoff_ms)?;
         tx.commit().map_err(StoreError::db("commit purge logs"))?;
         tracing::debug!(cutoff_ms, deleted, "store.purge_logs");
         Ok(deleted)
     }
+
+    /// Retention as CloudWatch Logs applies it: in every group, deletes the events older than
+    /// `now_ms` minus the group's `retentionInDays` (PutRetentionPolicy), or minus
+    /// `default_retention_days` for a group without a policy. Whole chunks go, as in
+    /// `purge_logs_older_than`; stream and group `storedBytes` and a stream's
+    /// `firstEventTimestamp` follow. Streams left empty stay, as on AWS. Returns how many
+    /// events were deleted. One transaction for all groups; time is the caller's `now_ms`.
+    pub fn apply_log_retention(
+        &self,
+        now_ms: i64,
+        default_retention_days: u32,
+    ) -> Result<u64, StoreError> {
+        let mut guard = self.writer();
+        let tx = guard
+            .conn
+            .transaction()
+            .map_err(StoreError::db("begin apply log retention"))?;
+        let mut cutoffs: Vec<(String, i64)> = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare("SELECT name, ?1 - COALESCE(retention_days, ?2) * ?3 FROM log_groups")
+                .map_err(StoreError::db("read log retention"))?;
+            let rows = stmt
+                .query_map(params![now_ms, default_retention_days, MS_PER_DAY], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(StoreError::db("read log retention"))?;
+            for row in rows {
+                cutoffs.push(row.map_err(StoreError::db("read log retention"))?);
+            }
+        }
+        let mut deleted = 0;
+        for (group, cutoff_ms) in &cutoffs {
+            deleted += purge_chunks(&tx, Some(group), *cutoff_ms)?;
+        }
+        tx.commit()
+            .map_err(StoreError::db("commit apply log retention"))?;
+        tracing::debug!(
+            now_ms,
+            default_retention_days,
+            groups = cutoffs.len(),
+            deleted,
+            "store.apply_log_retention"
+        );
+        Ok(deleted)
+    }
+}
+
+/// Milliseconds in a day, for `retentionInDays`.
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Deletes the chunks (of `group`, or of all groups) whose newest event is older than
+/// `cutoff_ms`, keeping stream and group counters consistent; returns the events deleted.
+fn purge_chunks(
+    tx: &rusqlite::Transaction<'_>,
+    group: Option<&str>,
+    cutoff_ms: i64,
+) -> Result<u64, StoreError> {
+    let mut affected: Vec<(i64, String, i64, i64)> = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT stream_id, group_name, SUM(event_count), SUM(bytes) FROM log_chunks
+                 WHERE max_ts < ?1 AND (?2 IS NULL OR group_name = ?2) GROUP BY stream_id",
+            )
+            .map_err(StoreError::db("purge logs"))?;
+        let rows = stmt
+            .query_map(params![cutoff_ms, group], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(StoreError::db("purge logs"))?;
+        for row in rows {
+            affected.push(row.map_err(StoreError::db("purge logs"))?);
+        }
+    }
+    if affected.is_empty() {
+        return Ok(0);
+    }
+    tx.prepare_cached(
+        "DELETE FROM log_chunks WHERE max_ts < ?1 AND (?2 IS NULL OR group_name = ?2)",
+    )
+    .and_then(|mut s| s.execute(params![cutoff_ms, group]))
+    .map_err(StoreError::db("purge logs"))?;
+    let mut deleted: u64 = 0;
+    for (stream_id, group, count, bytes) in &affected {
+        deleted += (*count).max(0) as u64;
+        tx.prepare_cached(
+            "UPDATE log_streams SET stored_bytes = MAX(stored_bytes - ?2, 0),
+               first_event_ms = IFNULL((SELECT MIN(min_ts) FROM log_chunks WHERE stream_id = ?1), first_event_ms)
+             WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![stream_id, bytes]))
+        .map_err(StoreError::db("purge logs"))?;
+        tx.prepare_cached(
+            "UPDATE log_groups SET stored_bytes = MAX(stored_bytes - ?2, 0) WHERE name = ?1",
+        )
+        .and_then(|mut s| s.execute(params![group, bytes]))
+        .map_err(StoreError::db("purge logs"))?;
+    }
+    Ok(deleted)
 }
 
 fn output(ts: i64, message: &str, ingestion: i64) -> OutputLogEvent {
@@ -1634,6 +1706,84 @@ mod tests {
             groups.iter().map(|g| g.stored_bytes).collect::<Vec<_>>(),
             [3, 0]
         );
+    }
+
+    #[test]
+    fn applies_each_groups_retention_policy_or_the_default() {
+        const DAY: i64 = MS_PER_DAY;
+        let now = 100 * DAY;
+        let dir = tempfile::tempdir().unwrap();
+        let short = "/aws/lambda/short";
+        let default = "/aws/lambda/default";
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // `short` keeps 1 day: the 2-day-old chunk goes, the 12-hour-old one stays.
+            store
+                .append_log_events(short, "a", &[ev(now - 2 * DAY, "s-old")])
+                .unwrap();
+            store
+                .append_log_events(short, "a", &[ev(now - DAY / 2, "s-new")])
+                .unwrap();
+            store
+                .append_log_events(short, "b", &[ev(now - 3 * DAY, "s-b-old")])
+                .unwrap();
+            store.set_log_group_retention(short, Some(1)).unwrap();
+            // `default` falls back to 7 days: 2 days old stays, 10 days old goes.
+            store
+                .append_log_events(default, "a", &[ev(now - 10 * DAY, "d-old")])
+                .unwrap();
+            store
+                .append_log_events(default, "a", &[ev(now - 2 * DAY, "d-mid")])
+                .unwrap();
+            assert_eq!(store.apply_log_retention(now, 7).unwrap(), 3);
+            assert_eq!(store.apply_log_retention(now, 7).unwrap(), 0);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let all = |group: &str| {
+            let mut q = fq("");
+            q.group = group.into();
+            filter(&store, q)
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all(short), ["s-new"]);
+        assert_eq!(all(default), ["d-mid"]);
+        let streams = |group: &str| {
+            store
+                .describe_log_streams(&DescribeLogStreamsQuery {
+                    group: group.into(),
+                    ..Default::default()
+                })
+                .unwrap()
+                .0
+        };
+        let short_streams = streams(short);
+        // The emptied stream stays, as on CloudWatch, with nothing stored.
+        assert_eq!(
+            short_streams
+                .iter()
+                .map(|s| (s.name.as_str(), s.stored_bytes))
+                .collect::<Vec<_>>(),
+            [("a", 5), ("b", 0)]
+        );
+        assert_eq!(
+            short_streams[0].first_event_timestamp_ms,
+            Some(now - DAY / 2)
+        );
+        assert_eq!(streams(default)[0].stored_bytes, 5);
+        let (groups, _) = store.describe_log_groups(None, None, 50).unwrap();
+        assert_eq!(
+            groups
+                .iter()
+                .map(|g| (g.name.as_str(), g.stored_bytes, g.retention_in_days))
+                .collect::<Vec<_>>(),
+            [(default, 5, None), (short, 5, Some(1))]
+        );
+        // Removing the policy puts the group back on the (here shorter) default.
+        store.set_log_group_retention(short, None).unwrap();
+        assert_eq!(store.apply_log_retention(now + DAY, 0).unwrap(), 2);
+        assert!(all(short).is_empty() && all(default).is_empty());
     }
 
     #[test]
