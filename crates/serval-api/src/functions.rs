@@ -3,11 +3,21 @@
 //!
 //! Each handler parses the wire request, validates it with `serval-model`, asks the store
 //! (blocking, so on `spawn_blocking`) and tells the engine about the change. The store is the
-//! source of truth; the engine is told after the store accepted the change.
+//! source of truth.
+//!
+//! Every mutation follows one protocol ([`mutate`]): the slow part (reading the body, decoding
+//! base64, hashing and unpacking the package with `put_code`) happens first, without any lock;
+//! then one blocking closure, holding [`ApiState::mutations`], re-reads the current
+//! configuration, checks the caller's `RevisionId` against it, builds the new configuration from
+//! it (so a code update never reverts a concurrent configuration change, nor the reverse),
+//! writes it and tells the engine (`deploy` / `remove`) before the lock is released. The engine
+//! therefore sees changes in the store's commit order. Code uploads are also bounded in number
+//! ([`ApiState::uploads`]) because each holds tens of megabytes.
 //!
 //! Not for: invocations (`invoke`), code download (`code`), CloudWatch Logs (`logs`).
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
@@ -27,6 +37,7 @@ use serval_model::{
     FunctionRef, FunctionState, Handler, LastUpdateStatus, PackageType, Qualifier, Runtime,
 };
 use serval_store::{CodeInfo, StoreError};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{last_modified_now, read_limited, BodyError};
 use crate::error::{ApiError, ErrorCode};
@@ -57,7 +68,39 @@ where
         .map_err(ApiError::task_failed)?
 }
 
-/// Reads and parses a JSON request body of at most `limit` bytes; an empty body is `{}`.
+/// Runs one control-plane mutation on a blocking thread while holding
+/// [`ApiState::mutations`], so that `f`'s read of the current state, its store write and its
+/// engine update form one step no other mutation interleaves with. `f` must do no slow work
+/// (decode and store code before calling this).
+async fn mutate<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&ApiState) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let st = state.clone();
+    blocking(move || {
+        // A panic under the lock cannot leave a half-written store (it writes in transactions);
+        // at worst the engine missed that one change, and the function's next mutation deploys
+        // it again. So a poisoned lock is taken over rather than failing every later mutation.
+        let _serialized = st.mutations.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&st)
+    })
+    .await
+}
+
+/// Waits for one of the [`ApiState::uploads`] permits; taken before a code upload's body is
+/// read, dropped once its package is stored.
+async fn upload_permit(state: &ApiState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state
+        .uploads
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|err| ApiError::service("failed to wait for a code upload slot", err))
+}
+
+/// Reads and parses a JSON request body of at most `limit` bytes; an empty body is `{}`. The
+/// raw bytes are dropped on return: only the parsed request stays in memory.
 async fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
@@ -151,13 +194,18 @@ fn not_found(name: &FunctionName, region: &str) -> ApiError {
 fn store_error(err: StoreError, name: &FunctionName, region: &str) -> ApiError {
     match err {
         StoreError::NotFound { .. } => not_found(name, region),
-        StoreError::AlreadyExists { .. } => ApiError::new(
-            ErrorCode::ResourceConflict,
-            format!("Function already exist: {name}"),
-        ),
+        StoreError::AlreadyExists { .. } => already_exists(name),
         StoreError::RevisionMismatch { .. } => revision_mismatch(),
         other => other.into(),
     }
+}
+
+/// AWS's `ResourceConflictException` for a name that is taken (AWS's grammar).
+fn already_exists(name: &FunctionName) -> ApiError {
+    ApiError::new(
+        ErrorCode::ResourceConflict,
+        format!("Function already exist: {name}"),
+    )
 }
 
 fn revision_mismatch() -> ApiError {
@@ -171,16 +219,24 @@ fn new_revision_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Decodes `ZipFile` and stores the package (blocking: hashing and unpacking).
-fn store_zip(state: &ApiState, zip_b64: &str) -> Result<CodeInfo, ApiError> {
-    let zip = base64::engine::general_purpose::STANDARD
-        .decode(zip_b64.trim())
-        .map_err(|_| {
-            ApiError::invalid_content(
-                "Could not parse request body into json: ZipFile is not valid base64",
-            )
-        })?;
-    Ok(state.store.put_code(&zip)?)
+/// Decodes `ZipFile` and stores the package, on a blocking thread (hashing and unpacking a
+/// large package take seconds). Takes no lock: packages are content-addressed, so storing one
+/// that no function ends up using changes nothing a caller sees. The base64 text is dropped as
+/// soon as it is decoded, the zip when the package is stored.
+async fn store_zip(state: &ApiState, zip_b64: String) -> Result<CodeInfo, ApiError> {
+    let st = state.clone();
+    blocking(move || {
+        let zip = base64::engine::general_purpose::STANDARD
+            .decode(zip_b64.trim())
+            .map_err(|_| {
+                ApiError::invalid_content(
+                    "Could not parse request body into json: ZipFile is not valid base64",
+                )
+            })?;
+        drop(zip_b64);
+        Ok(st.store.put_code(&zip)?)
+    })
+    .await
 }
 
 fn refuse_non_zip_code(
@@ -252,6 +308,7 @@ pub async fn create_function(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let upload = upload_permit(&state).await?;
     let req: CreateFunctionRequest =
         json_body(&headers, body, CODE_REQUEST_MAX_BYTES, "CreateFunction").await?;
     let raw_name = req
@@ -318,47 +375,46 @@ pub async fn create_function(
         ApiError::invalid_parameter("Please provide a source for function code: Code.ZipFile")
     })?;
 
-    let region = state.region.clone();
+    // A cheap conflict check before hashing and unpacking the package; the store's insert
+    // decides.
     let st = state.clone();
-    let cfg = blocking(move || {
-        // A cheap conflict check before hashing and unpacking the package.
-        if st.store.get_function(&name)?.is_some() {
-            return Err(store_error(
-                StoreError::AlreadyExists {
-                    name: name.to_string(),
-                },
-                &name,
-                &region,
-            ));
-        }
-        let code = store_zip(&st, &zip_b64)?;
-        let cfg = FunctionConfig {
-            name,
-            runtime,
-            role,
-            handler,
-            description,
-            timeout_secs,
-            memory_mb,
-            ephemeral_storage_mb,
-            environment,
-            architecture,
-            package_type: PackageType::Zip,
-            code_sha256_hex: code.sha256_hex,
-            code_size: code.zip_size,
-            last_modified: last_modified_now(),
-            revision_id: new_revision_id(),
-            version: "$LATEST".to_owned(),
-            state: FunctionState::Active,
-            last_update_status: LastUpdateStatus::Successful,
-        };
+    let probe = name.clone();
+    blocking(move || match st.store.get_function(&probe)? {
+        Some(_) => Err(already_exists(&probe)),
+        None => Ok(()),
+    })
+    .await?;
+    let code = store_zip(&state, zip_b64).await?;
+    drop(upload);
+
+    let cfg = FunctionConfig {
+        name,
+        runtime,
+        role,
+        handler,
+        description,
+        timeout_secs,
+        memory_mb,
+        ephemeral_storage_mb,
+        environment,
+        architecture,
+        package_type: PackageType::Zip,
+        code_sha256_hex: code.sha256_hex,
+        code_size: code.zip_size,
+        last_modified: last_modified_now(),
+        revision_id: new_revision_id(),
+        version: "$LATEST".to_owned(),
+        state: FunctionState::Active,
+        last_update_status: LastUpdateStatus::Successful,
+    };
+    let cfg = mutate(&state, move |st| {
         st.store
             .create_function(&cfg, &tags)
-            .map_err(|e| store_error(e, &cfg.name, &region))?;
+            .map_err(|e| store_error(e, &cfg.name, &st.region))?;
+        st.engine.deploy(cfg.clone());
         Ok(cfg)
     })
     .await?;
-    state.engine.deploy(cfg.clone());
     tracing::info!(function = %cfg.name, runtime = %cfg.runtime, "api: created function");
     let out = FunctionConfiguration::from_config(&cfg, &state.region);
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -482,6 +538,16 @@ pub async fn list_functions(State(state): State<ApiState>, uri: Uri) -> Result<R
 }
 
 /// `PUT /2015-03-31/functions/{FunctionName}/code`.
+///
+/// The package is decoded and stored before the mutation lock is taken; under it the current
+/// configuration gets the new code (and `Architectures`, if given) and everything else it has
+/// now, so a concurrent UpdateFunctionConfiguration is kept.
+///
+/// `DryRun: true` changes nothing a caller can see: the package is still validated by storing
+/// it (`put_code`), which is harmless because packages are content-addressed (the same bytes
+/// always land in the same place, and an unreferenced package is not listed anywhere), but the
+/// configuration is not written and the engine is not told. The response is the configuration
+/// the update would produce, with the current `RevisionId`.
 pub async fn update_function_code(
     State(state): State<ApiState>,
     PathParam(function): PathParam,
@@ -489,6 +555,7 @@ pub async fn update_function_code(
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = resolve_function(&function, None, &state.region)?;
+    let upload = upload_permit(&state).await?;
     let req: UpdateFunctionCodeRequest =
         json_body(&headers, body, CODE_REQUEST_MAX_BYTES, "UpdateFunctionCode").await?;
     refuse_non_zip_code(&req.s3_bucket, &req.s3_key, &req.image_uri)?;
@@ -502,43 +569,146 @@ pub async fn update_function_code(
         .transpose()?;
     let dry_run = req.dry_run.unwrap_or(false);
     let expected = req.revision_id;
-    let st = state.clone();
-    let cfg = blocking(move || {
-        let region = st.region.clone();
-        let mut cfg = st
-            .store
-            .get_function(&name)?
-            .ok_or_else(|| not_found(&name, &region))?;
-        // Fail the precondition before the expensive part; the store checks again atomically.
-        if expected.as_deref().is_some_and(|r| r != cfg.revision_id) {
-            return Err(revision_mismatch());
-        }
-        let code = store_zip(&st, &zip_b64)?;
+
+    // Fail a missing function or a stale precondition before the expensive part; both are
+    // checked again under the lock.
+    let current = load(&state, name.clone()).await?;
+    check_revision(expected.as_deref(), &current)?;
+    let code = store_zip(&state, zip_b64).await?;
+    drop(upload);
+
+    let with_code = move |mut cfg: FunctionConfig| {
         cfg.code_sha256_hex = code.sha256_hex;
         cfg.code_size = code.zip_size;
         if let Some(arch) = architecture {
             cfg.architecture = arch;
         }
-        if dry_run {
-            return Ok((cfg, false));
-        }
-        cfg.last_modified = last_modified_now();
-        cfg.revision_id = new_revision_id();
-        st.store
-            .update_function(&cfg, expected.as_deref())
-            .map_err(|e| store_error(e, &name, &region))?;
-        Ok((cfg, true))
+        cfg
+    };
+    if dry_run {
+        let cfg = with_code(current);
+        return Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response());
+    }
+    let cfg = mutate(&state, move |st| {
+        commit_update(st, &name, expected.as_deref(), with_code)
     })
     .await?;
-    let (cfg, changed) = cfg;
-    if changed {
-        state.engine.deploy(cfg.clone());
-        tracing::info!(function = %cfg.name, code_sha256 = %cfg.code_sha256_hex, "api: updated function code");
-    }
+    tracing::info!(function = %cfg.name, code_sha256 = %cfg.code_sha256_hex, "api: updated function code");
     Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response())
 }
 
-/// `PUT /2015-03-31/functions/{FunctionName}/configuration`.
+/// Fails with `PreconditionFailedException` unless `expected` (when given) is `cfg`'s
+/// `RevisionId`.
+fn check_revision(expected: Option<&str>, cfg: &FunctionConfig) -> Result<(), ApiError> {
+    match expected {
+        Some(r) if r != cfg.revision_id => Err(revision_mismatch()),
+        _ => Ok(()),
+    }
+}
+
+/// The update step of a mutation, run under [`ApiState::mutations`]: reads the current
+/// configuration of `name`, checks the caller's `RevisionId`, applies `change` to it, stamps a
+/// new revision, writes it (compare-and-set against the revision just read) and deploys it.
+fn commit_update(
+    st: &ApiState,
+    name: &FunctionName,
+    expected: Option<&str>,
+    change: impl FnOnce(FunctionConfig) -> FunctionConfig,
+) -> Result<FunctionConfig, ApiError> {
+    let current = st
+        .store
+        .get_function(name)?
+        .ok_or_else(|| not_found(name, &st.region))?;
+    check_revision(expected, &current)?;
+    let read_revision = current.revision_id.clone();
+    let mut cfg = change(current);
+    cfg.last_modified = last_modified_now();
+    cfg.revision_id = new_revision_id();
+    st.store
+        .update_function(&cfg, Some(&read_revision))
+        .map_err(|e| store_error(e, name, &st.region))?;
+    st.engine.deploy(cfg.clone());
+    Ok(cfg)
+}
+
+/// The members of an UpdateFunctionConfiguration request, validated; `None` keeps the current
+/// value.
+#[derive(Debug, Default)]
+struct ConfigurationUpdate {
+    role: Option<String>,
+    runtime: Option<Runtime>,
+    handler: Option<Handler>,
+    description: Option<String>,
+    timeout_secs: Option<u32>,
+    memory_mb: Option<u32>,
+    ephemeral_storage_mb: Option<u32>,
+    environment: Option<EnvironmentVars>,
+}
+
+impl ConfigurationUpdate {
+    /// Validates the request's members (`serval-model`'s rules, AWS's error types).
+    fn from_request(req: UpdateFunctionConfigurationRequest) -> Result<Self, ApiError> {
+        if let Some(member) = req.unsupported.first_set() {
+            return Err(ApiError::invalid_parameter(format!(
+                "{member} is not supported by Serval yet"
+            )));
+        }
+        if let Some(role) = &req.role {
+            validate_role(role)?;
+        }
+        if let Some(d) = &req.description {
+            validate_description(d)?;
+        }
+        Ok(Self {
+            role: req.role,
+            runtime: req.runtime.as_deref().map(str::parse).transpose()?,
+            handler: req.handler.as_deref().map(Handler::parse).transpose()?,
+            description: req.description,
+            timeout_secs: req.timeout.map(validate_timeout_secs).transpose()?,
+            memory_mb: req.memory_size.map(validate_memory_mb).transpose()?,
+            ephemeral_storage_mb: req
+                .ephemeral_storage
+                .map(|e: EphemeralStorage| validate_ephemeral_mb(e.size))
+                .transpose()?,
+            environment: req
+                .environment
+                .map(|e| environment(e.variables))
+                .transpose()?,
+        })
+    }
+
+    /// `cfg` with the given members replaced.
+    fn apply(self, mut cfg: FunctionConfig) -> FunctionConfig {
+        if let Some(v) = self.role {
+            cfg.role = v;
+        }
+        if let Some(v) = self.runtime {
+            cfg.runtime = v;
+        }
+        if let Some(v) = self.handler {
+            cfg.handler = v;
+        }
+        if let Some(v) = self.description {
+            cfg.description = v;
+        }
+        if let Some(v) = self.timeout_secs {
+            cfg.timeout_secs = v;
+        }
+        if let Some(v) = self.memory_mb {
+            cfg.memory_mb = v;
+        }
+        if let Some(v) = self.ephemeral_storage_mb {
+            cfg.ephemeral_storage_mb = v;
+        }
+        if let Some(v) = self.environment {
+            cfg.environment = v;
+        }
+        cfg
+    }
+}
+
+/// `PUT /2015-03-31/functions/{FunctionName}/configuration`: the given members replace the
+/// current ones under the mutation lock; the code (and any other member) stays as it is now.
 pub async fn update_function_configuration(
     State(state): State<ApiState>,
     PathParam(function): PathParam,
@@ -546,83 +716,25 @@ pub async fn update_function_configuration(
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = resolve_function(&function, None, &state.region)?;
-    let req: UpdateFunctionConfigurationRequest = json_body(
+    let mut req: UpdateFunctionConfigurationRequest = json_body(
         &headers,
         body,
         CONTROL_REQUEST_MAX_BYTES,
         "UpdateFunctionConfiguration",
     )
     .await?;
-    if let Some(member) = req.unsupported.first_set() {
-        return Err(ApiError::invalid_parameter(format!(
-            "{member} is not supported by Serval yet"
-        )));
-    }
-    if let Some(role) = &req.role {
-        validate_role(role)?;
-    }
-    let runtime: Option<Runtime> = req.runtime.as_deref().map(str::parse).transpose()?;
-    let handler = req.handler.as_deref().map(Handler::parse).transpose()?;
-    if let Some(d) = &req.description {
-        validate_description(d)?;
-    }
-    let timeout = req.timeout.map(validate_timeout_secs).transpose()?;
-    let memory = req.memory_size.map(validate_memory_mb).transpose()?;
-    let ephemeral = req
-        .ephemeral_storage
-        .map(|e: EphemeralStorage| validate_ephemeral_mb(e.size))
-        .transpose()?;
-    let env = req
-        .environment
-        .map(|e| environment(e.variables))
-        .transpose()?;
-    let expected = req.revision_id;
-    let (role, description) = (req.role, req.description);
-    let st = state.clone();
-    let cfg = blocking(move || {
-        let region = st.region.clone();
-        let mut cfg = st
-            .store
-            .get_function(&name)?
-            .ok_or_else(|| not_found(&name, &region))?;
-        if let Some(v) = role {
-            cfg.role = v;
-        }
-        if let Some(v) = runtime {
-            cfg.runtime = v;
-        }
-        if let Some(v) = handler {
-            cfg.handler = v;
-        }
-        if let Some(v) = description {
-            cfg.description = v;
-        }
-        if let Some(v) = timeout {
-            cfg.timeout_secs = v;
-        }
-        if let Some(v) = memory {
-            cfg.memory_mb = v;
-        }
-        if let Some(v) = ephemeral {
-            cfg.ephemeral_storage_mb = v;
-        }
-        if let Some(v) = env {
-            cfg.environment = v;
-        }
-        cfg.last_modified = last_modified_now();
-        cfg.revision_id = new_revision_id();
-        st.store
-            .update_function(&cfg, expected.as_deref())
-            .map_err(|e| store_error(e, &name, &region))?;
-        Ok(cfg)
+    let expected = req.revision_id.take();
+    let update = ConfigurationUpdate::from_request(req)?;
+    let cfg = mutate(&state, move |st| {
+        commit_update(st, &name, expected.as_deref(), |cfg| update.apply(cfg))
     })
     .await?;
-    state.engine.deploy(cfg.clone());
     tracing::info!(function = %cfg.name, "api: updated function configuration");
     Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response())
 }
 
-/// `DELETE /2015-03-31/functions/{FunctionName}`: 204.
+/// `DELETE /2015-03-31/functions/{FunctionName}`: 204. The store row and the engine's
+/// registration go together, under the mutation lock.
 pub async fn delete_function(
     State(state): State<ApiState>,
     PathParam(function): PathParam,
@@ -639,18 +751,18 @@ pub async fn delete_function(
         ));
     }
     let name = resolve_function(&function, query_value(&pairs, "Qualifier"), &state.region)?;
-    let st = state.clone();
-    let removed_name = name.clone();
-    blocking(move || {
-        if st.store.delete_function(&name)? {
-            Ok(())
+    let name = mutate(&state, move |st| {
+        let existed = st.store.delete_function(&name)?;
+        // Also when it did not exist: the engine then agrees with the store either way.
+        st.engine.remove(&name);
+        if existed {
+            Ok(name)
         } else {
             Err(not_found(&name, &st.region))
         }
     })
     .await?;
-    state.engine.remove(&removed_name);
-    tracing::info!(function = %removed_name, "api: deleted function");
+    tracing::info!(function = %name, "api: deleted function");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -700,8 +812,8 @@ pub async fn tag_resource_handler(
         json_body(&headers, body, CONTROL_REQUEST_MAX_BYTES, "TagResource").await?;
     let tags = req.tags.ok_or_else(|| ApiError::missing("tags"))?;
     validate_tags(&tags)?;
-    let st = state.clone();
-    blocking(move || {
+    // Under the lock, so the count check and the write see the same tags.
+    mutate(&state, move |st| {
         let region = &st.region;
         let current = st
             .store
@@ -741,8 +853,7 @@ pub async fn untag_resource(
     if keys.is_empty() {
         return Err(ApiError::missing("tagKeys"));
     }
-    let st = state.clone();
-    blocking(move || {
+    mutate(&state, move |st| {
         st.store
             .untag(&name, &keys)
             .map_err(|e| store_error(e, &name, &st.region))

@@ -59,8 +59,10 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
         .transpose()
 }
 
-/// Checks `ClientContext`: at most 3583 bytes, base64 of a JSON object.
-fn check_client_context(raw: &str) -> Result<(), ApiError> {
+/// Checks `ClientContext` (at most 3583 bytes, base64 of a JSON object) and returns the
+/// object re-serialized as compact JSON: one line, so that it fits the runtime's
+/// `Lambda-Runtime-Client-Context` header even when the caller pretty-printed it.
+fn client_context_json(raw: &str) -> Result<String, ApiError> {
     if raw.len() > CLIENT_CONTEXT_MAX_BYTES {
         return Err(ApiError::invalid_parameter(format!(
             "Client context must be at most {CLIENT_CONTEXT_MAX_BYTES} bytes when base64-encoded"
@@ -73,7 +75,9 @@ fn check_client_context(raw: &str) -> Result<(), ApiError> {
         .decode(raw)
         .map_err(|_| invalid())?;
     match serde_json::from_slice::<serde_json::Value>(&json) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(value @ serde_json::Value::Object(_)) => {
+            serde_json::to_string(&value).map_err(|_| invalid())
+        }
         _ => Err(invalid()),
     }
 }
@@ -121,7 +125,7 @@ pub async fn invoke(
     };
     let client_context = header_str(&headers, CLIENT_CONTEXT_HEADER)?
         .filter(|c| !c.is_empty())
-        .map(|c| check_client_context(c).map(|()| c.to_owned()))
+        .map(client_context_json)
         .transpose()?;
     if let Some(n) = content_length(&headers) {
         if n > SYNC_PAYLOAD_MAX_BYTES as u64 {
@@ -188,8 +192,9 @@ pub async fn invoke(
     Ok(resp)
 }
 
-/// Maps an engine refusal to AWS's error; platform failures become `ServiceException` (logged
-/// once when rendered).
+/// Maps an engine refusal to AWS's error; platform failures become `ServiceException` with a
+/// short message for the caller and the engine's error as the source, whose chain is logged
+/// once when rendered.
 fn invoke_error(err: InvokeError, region: &str) -> ApiError {
     match err {
         InvokeError::FunctionNotFound(name) => ApiError::function_not_found(&name.arn(region)),
@@ -198,10 +203,10 @@ fn invoke_error(err: InvokeError, region: &str) -> ApiError {
             ErrorCode::Service,
             "Serval is shutting down and accepts no new invocations",
         ),
-        other @ (InvokeError::Sandbox { .. } | InvokeError::Setup { .. }) => {
-            let what = other.to_string();
-            ApiError::service(what, other)
-        }
+        other @ (InvokeError::Sandbox { .. } | InvokeError::Setup { .. }) => ApiError::service(
+            "An error occurred during the invocation: the execution environment could not be created",
+            other,
+        ),
     }
 }
 
@@ -212,15 +217,50 @@ mod tests {
     #[test]
     fn checks_client_context_shape_and_size() {
         let ok = base64::engine::general_purpose::STANDARD.encode(br#"{"custom":{"a":1}}"#);
-        assert!(check_client_context(&ok).is_ok());
-        assert!(check_client_context("not base64!").is_err());
+        assert_eq!(client_context_json(&ok).unwrap(), r#"{"custom":{"a":1}}"#);
+        assert!(client_context_json("not base64!").is_err());
         let not_object = base64::engine::general_purpose::STANDARD.encode(b"[1]");
-        assert!(check_client_context(&not_object).is_err());
+        assert!(client_context_json(&not_object).is_err());
         let big = "A".repeat(CLIENT_CONTEXT_MAX_BYTES + 1);
-        assert!(check_client_context(&big)
+        assert!(client_context_json(&big)
             .unwrap_err()
             .message()
             .contains("3583"));
+    }
+
+    #[test]
+    fn compacts_pretty_printed_client_context_to_one_line() {
+        let pretty = "{\n  \"client\": {\n    \"app_title\": \"demo\"\n  },\n  \"custom\": {\n    \"a\": [1, 2]\n  }\n}\n";
+        let raw = base64::engine::general_purpose::STANDARD.encode(pretty);
+        let json = client_context_json(&raw).unwrap();
+        assert!(!json.contains('\n') && !json.contains('\r'), "{json}");
+        assert_eq!(
+            json,
+            r#"{"client":{"app_title":"demo"},"custom":{"a":[1,2]}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::from_str::<serde_json::Value>(pretty).unwrap()
+        );
+    }
+
+    #[test]
+    fn platform_failure_gets_short_message_and_keeps_engine_error_as_source() {
+        let err = invoke_error(
+            InvokeError::Setup {
+                function: serval_model::FunctionName::parse("f").unwrap(),
+                source: std::io::Error::other("no space left on device"),
+            },
+            "us-east-1",
+        );
+        assert_eq!(err.code(), ErrorCode::Service);
+        assert_eq!(
+            err.message(),
+            "An error occurred during the invocation: the execution environment could not be created"
+        );
+        let source = std::error::Error::source(&err).expect("engine error kept as source");
+        assert!(crate::error::chain(source).contains("no space left on device"));
     }
 
     #[test]

@@ -6,14 +6,15 @@
 //! - `GET /_serval/code/<sha256-hex>.zip`, where GetFunction's `Code.Location` points.
 //!
 //! It is thin: it parses, validates with `serval-model`, asks `serval-store` (blocking, so on
-//! `spawn_blocking`) and tells `serval-engine`; the engine and the store decide. `Invoke` is
+//! `spawn_blocking`) and tells `serval-engine`; the engine and the store decide. Mutations are
+//! serialized by [`ApiState::mutations`] so the engine applies them in the store's order. `Invoke` is
 //! the hot path and touches neither the store nor a blocking thread.
 //!
 //! Not for: SigV4 authentication (not checked yet: any credentials are accepted), function
 //! versions and aliases (only `$LATEST` exists), asynchronous invocation, event sources, the
 //! console. See `docs/compat.md` for the operations and fields supported.
 //!
-//! Entry point: [`router`] with an [`ApiState`].
+//! Entry point: [`router`] with an [`ApiState`] (built by [`ApiState::new`]).
 
 mod body;
 mod code;
@@ -23,6 +24,8 @@ mod invoke;
 mod logs;
 mod logs_wire;
 pub mod wire;
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -40,7 +43,16 @@ pub use invoke::{
 };
 pub use logs::TARGET_PREFIX as LOGS_TARGET_PREFIX;
 
-/// Everything the handlers need; cheap to clone (handles only).
+/// How many CreateFunction / UpdateFunctionCode requests may hold their code in memory at once.
+///
+/// Each holds up to [`CODE_REQUEST_MAX_BYTES`] of JSON while it parses and then the decoded zip
+/// (about 50 MB) while the store unpacks it; further uploads wait for a permit before reading
+/// their body, so the control plane's upload memory stays near `4 × 120 MB` whatever the
+/// number of clients.
+pub const CODE_UPLOADS_MAX: usize = 4;
+
+/// Everything the handlers need; cheap to clone (handles only). Build it with
+/// [`ApiState::new`].
 #[derive(Clone)]
 pub struct ApiState {
     /// Runs invocations; told about every created, updated and deleted function.
@@ -49,6 +61,34 @@ pub struct ApiState {
     pub store: serval_store::Store,
     /// The region reported in ARNs (`us-east-1` by default in `serval server`).
     pub region: String,
+    /// Serializes every control-plane mutation (create, update code, update configuration,
+    /// delete, tag, untag): the read of the current configuration, its precondition check, the
+    /// store write and the matching `engine.deploy` / `engine.remove` happen as one step under
+    /// it, so concurrent updates never overwrite each other and the engine applies changes in
+    /// the order the store committed them. A std mutex, taken only inside `spawn_blocking`
+    /// closures and never held across an `.await`; the slow part of a mutation (decoding and
+    /// unpacking code) runs before it is taken.
+    pub mutations: Arc<std::sync::Mutex<()>>,
+    /// Bounds concurrent code uploads to [`CODE_UPLOADS_MAX`]; a permit is taken before the
+    /// request body is read and released once the package is stored.
+    pub uploads: Arc<tokio::sync::Semaphore>,
+}
+
+impl ApiState {
+    /// State for [`router`], with a fresh mutation lock and [`CODE_UPLOADS_MAX`] upload permits.
+    pub fn new(
+        engine: serval_engine::Engine,
+        store: serval_store::Store,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            engine,
+            store,
+            region: region.into(),
+            mutations: Arc::default(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(CODE_UPLOADS_MAX)),
+        }
+    }
 }
 
 /// The header naming a JSON-protocol operation (`Logs_20140328.GetLogEvents`).

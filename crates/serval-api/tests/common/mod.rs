@@ -88,11 +88,7 @@ impl Harness {
             Duration::from_secs(30 * 86_400),
         )
         .expect("start engine");
-        let router = router(ApiState {
-            engine: engine.clone(),
-            store: store.clone(),
-            region: REGION.to_owned(),
-        });
+        let router = router(ApiState::new(engine.clone(), store.clone(), REGION));
         Harness {
             router,
             store,
