@@ -1,8 +1,11 @@
 //! The `Engine` handle: function registry, invocation entry point, idle reaping, shutdown.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serval_model::{FunctionConfig, FunctionName, RequestId};
@@ -12,13 +15,18 @@ use serval_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::environment::{self, ColdStart, FunctionSpec, Shared};
+use crate::environment::{self, CodeUsage, ColdStart, FunctionSpec, Shared};
 use crate::logs::LogWriter;
 use crate::pool::Pool;
 use crate::{EngineConfig, EngineStats, InvokeError, InvokeOutcome, InvokeRequest, InvokeResult};
 
 /// How long shutdown waits for in-flight invocations.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often unused code packages are collected.
+const CODE_GC_INTERVAL: Duration = Duration::from_secs(600);
+/// How old an unreferenced package must be before it is collected (an upload in progress is
+/// not referenced yet).
+const CODE_GC_GRACE: Duration = Duration::from_secs(600);
 
 struct Inner {
     shared: Shared,
@@ -62,6 +70,7 @@ impl Engine {
                 runtimes,
                 logs,
                 environments: Arc::new(AtomicU32::new(0)),
+                code_usage: CodeUsage::default(),
             },
             store,
             functions: RwLock::new(HashMap::new()),
@@ -70,6 +79,7 @@ impl Engine {
             cancel: CancellationToken::new(),
         });
         tokio::spawn(reaper(Arc::downgrade(&inner), inner.cancel.clone()));
+        tokio::spawn(code_collector(Arc::downgrade(&inner), inner.cancel.clone()));
         Ok(Engine { inner })
     }
 
@@ -130,9 +140,16 @@ impl Engine {
     }
 
     /// Runs one synchronous invocation.
+    ///
+    /// If the caller stops waiting (its connection closed), the invocation still runs to its
+    /// end in the background, as on AWS: the function is not killed mid-handler, its log gets
+    /// its `END` and `REPORT`, and its environment returns to the pool.
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeOutcome, InvokeError> {
         let span = tracing::trace_span!("engine.invoke", function = %req.function);
-        self.invoke_inner(req).instrument(span).await
+        let engine = self.clone();
+        FinishOnDrop::new(async move { engine.invoke_inner(req).await })
+            .instrument(span)
+            .await
     }
 
     async fn invoke_inner(&self, req: InvokeRequest) -> Result<InvokeOutcome, InvokeError> {
@@ -210,6 +227,85 @@ impl Engine {
         }
         let logs = self.inner.shared.logs.clone();
         let _ = tokio::task::spawn_blocking(move || logs.flush_blocking()).await;
+    }
+}
+
+/// Removes code packages no function and no live environment uses, every
+/// [`CODE_GC_INTERVAL`].
+async fn code_collector(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(CODE_GC_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let mut in_use = inner.shared.code_usage.in_use();
+        in_use.extend(
+            inner
+                .functions
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .map(|p| p.spec.config.code_sha256_hex.clone()),
+        );
+        let store = inner.store.clone();
+        drop(inner);
+        match tokio::task::spawn_blocking(move || {
+            store.collect_unused_code_except(CODE_GC_GRACE, &in_use)
+        })
+        .await
+        {
+            Ok(Ok(freed)) if freed > 0 => {
+                tracing::info!(freed_bytes = freed, "collected unused code packages")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "failed to collect unused code packages"),
+            Err(error) => tracing::warn!(%error, "code collector task failed"),
+        }
+    }
+}
+
+/// Drives a future; if dropped before it completes, hands the rest of it to the runtime.
+///
+/// Costs one allocation per invocation; a task is spawned only when the caller gave up.
+struct FinishOnDrop<F: Future<Output = T> + Send + 'static, T: Send + 'static> {
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future<Output = T> + Send + 'static, T: Send + 'static> FinishOnDrop<F, T> {
+    fn new(future: F) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<F: Future<Output = T> + Send + 'static, T: Send + 'static> Future for FinishOnDrop<F, T> {
+    type Output = T;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let Some(future) = self.future.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = future.as_mut().poll(cx);
+        if out.is_ready() {
+            self.future = None;
+        }
+        out
+    }
+}
+
+impl<F: Future<Output = T> + Send + 'static, T: Send + 'static> Drop for FinishOnDrop<F, T> {
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = future.await;
+                });
+            }
+        }
     }
 }
 

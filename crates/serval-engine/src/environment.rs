@@ -16,12 +16,12 @@ use http::HeaderValue;
 use serval_model::{EnvironmentId, FunctionConfig, RequestId};
 use serval_runtimes::{Placement, RuntimeSet};
 use serval_sandbox::{
-    AnyControl, AnyInstance, AnySandbox, ExitInfo, Layout, Sandbox, SandboxControl,
+    AnyControl, AnyInstance, AnySandbox, ExitInfo, Layout, Sandbox, SandboxControl, SandboxError,
     SandboxInstance, SandboxSpec,
 };
 use tokio::net::unix::pipe;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::logs::{self, LogCapture, LogWriter, StreamId};
@@ -35,6 +35,48 @@ const REAP_WAIT: Duration = Duration::from_secs(2);
 /// much for every warm invocation; the peak only grows, so a recent reading is a fair floor.
 const MEMORY_REFRESH: Duration = Duration::from_millis(250);
 
+/// Counts live environments per code package (by SHA-256 hex), so that collecting unused
+/// packages never removes code a running environment still executes.
+#[derive(Clone, Default)]
+pub struct CodeUsage(Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+
+/// One environment's hold on its code package.
+pub struct CodeRef {
+    usage: CodeUsage,
+    hash: String,
+}
+
+impl CodeUsage {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn hold(&self, hash: &str) -> CodeRef {
+        *self.lock().entry(hash.to_owned()).or_insert(0) += 1;
+        CodeRef {
+            usage: self.clone(),
+            hash: hash.to_owned(),
+        }
+    }
+
+    /// Packages some live environment uses.
+    pub fn in_use(&self) -> std::collections::HashSet<String> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+impl Drop for CodeRef {
+    fn drop(&mut self) {
+        let mut counts = self.usage.lock();
+        if let Some(n) = counts.get_mut(&self.hash) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.hash);
+            }
+        }
+    }
+}
+
 /// What every environment of the engine shares.
 pub struct Shared {
     pub config: EngineConfig,
@@ -43,6 +85,8 @@ pub struct Shared {
     pub logs: LogWriter,
     /// Live environments, for stats.
     pub environments: Arc<AtomicU32>,
+    /// Code packages live environments use.
+    pub code_usage: CodeUsage,
 }
 
 /// A function configuration resolved for running: shared by all environments of one pool.
@@ -117,7 +161,6 @@ impl FunctionSpec {
 
 /// A running environment. Dropping it destroys the environment.
 pub struct Environment {
-    #[allow(dead_code)] // kept for debugging output
     pub id: EnvironmentId,
     exchange: Arc<Exchange>,
     control: AnyControl,
@@ -130,6 +173,7 @@ pub struct Environment {
     peak_memory_bytes: u64,
     memory_read_at: Option<Instant>,
     counter: Arc<AtomicU32>,
+    _code: CodeRef,
 }
 
 impl Drop for Environment {
@@ -254,6 +298,33 @@ fn report_line(
     line
 }
 
+/// What starting an environment's process produced.
+enum Start {
+    /// The runtime process runs; its supervisor now owns the scratch directory.
+    Running(Environment, oneshot::Receiver<InitSignal>),
+    /// The runtime could not be started: the function's fault (no bootstrap, exec failed).
+    Refused(ColdStart),
+}
+
+/// Whether a failure to start the runtime process is the package's fault (AWS reports these as
+/// `Runtime.InvalidEntrypoint`) rather than Serval's.
+fn is_entrypoint_error(error: &SandboxError) -> Option<&std::io::Error> {
+    match error {
+        SandboxError::Spawn { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) || source.raw_os_error() == Some(ENOEXEC) =>
+        {
+            Some(source)
+        }
+        _ => None,
+    }
+}
+
+/// `ENOEXEC`: "exec format error", a file the kernel cannot execute.
+const ENOEXEC: i32 = 8;
+
 /// Creates an environment for `spec` and waits for its runtime to finish init.
 pub async fn create(
     shared: &Shared,
@@ -263,124 +334,27 @@ pub async fn create(
 ) -> Result<ColdStart, InvokeError> {
     let started = Instant::now();
     let id = EnvironmentId::next();
-    let function = &spec.config.name;
-    let setup = |source| InvokeError::Setup {
-        function: function.clone(),
-        source,
-    };
     let tmp_dir = shared.config.envs_dir.join(id.to_string());
-    tokio::fs::create_dir_all(&tmp_dir).await.map_err(setup)?;
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(setup)?;
-    let api_addr = listener.local_addr().map_err(setup)?;
-    let (reader, writer) = std::io::pipe().map_err(setup)?;
-    let reader = pipe::Receiver::from_owned_fd(reader.into()).map_err(setup)?;
-    let stream = Arc::new(StreamId {
-        group: spec.log_group.clone(),
-        stream: stream_name(&spec.config.version),
-    });
-    let capture =
-        Arc::new(LogCapture::new(reader, shared.logs.clone(), stream.clone()).map_err(setup)?);
-    if tail {
-        capture.start_tail();
-    }
-
-    // Paths as the function will see them; the backend decides.
-    let host = Layout {
-        task_root: spec.code_dir.clone(),
-        runtime_dir: shared.runtimes.runtime_dir().to_owned(),
-        tmp_dir: tmp_dir.clone(),
-    };
-    let inside = shared.sandbox.layout(&host);
-    let placement = Placement {
-        task_root: &inside.task_root,
-        runtime_dir: &inside.runtime_dir,
-    };
-    let launch = match shared
-        .runtimes
-        .launch_at(spec.config.runtime, &spec.code_dir, placement)
-    {
-        Ok(launch) => launch,
-        Err(error) => {
-            let diag = diagnostic(error.error_type(), &error.to_string());
-            capture.system_line(format!(
-                "START RequestId: {request_id} Version: {}",
-                spec.config.version
-            ));
-            capture.system_line(error.to_string());
-            let tail = finish_failed(&capture, request_id, spec, started.elapsed(), 0);
-            let _ = tokio::fs::remove_dir_all(&tmp_dir).await;
-            return Ok(ColdStart::Failed {
-                diagnostic: diag,
-                tail,
-            });
-        }
-    };
-    let mut env = spec.env_base.clone();
-    env.push(("AWS_LAMBDA_RUNTIME_API".into(), api_addr.to_string()));
-    env.push(("AWS_LAMBDA_LOG_STREAM_NAME".into(), stream.stream.clone()));
-    env.push((
-        "LAMBDA_TASK_ROOT".into(),
-        inside.task_root.display().to_string(),
-    ));
-    env.push((
-        "LAMBDA_RUNTIME_DIR".into(),
-        inside.runtime_dir.display().to_string(),
-    ));
-    env.push(("TMPDIR".into(), inside.tmp_dir.display().to_string()));
-    env.push(("HOME".into(), inside.tmp_dir.display().to_string()));
-    env.extend(launch.env);
-
-    let instance = shared
-        .sandbox
-        .spawn(SandboxSpec {
-            env_id: id,
-            program: launch.program,
-            args: launch.args,
-            env,
-            task_root: host.task_root,
-            runtime_dir: host.runtime_dir,
-            tmp_dir: host.tmp_dir,
-            memory_mb: spec.config.memory_mb,
-            ephemeral_storage_mb: spec.config.ephemeral_storage_mb,
-            output: writer.into(),
-        })
+    tokio::fs::create_dir_all(&tmp_dir)
         .await
-        .map_err(|source| InvokeError::Sandbox {
-            function: function.clone(),
+        .map_err(|source| InvokeError::Setup {
+            function: spec.config.name.clone(),
             source,
         })?;
-    let control = instance.control();
-    let cancel = CancellationToken::new();
-    let (exit_tx, exit_rx) = watch::channel(None);
-    let (exchange, init) = Exchange::new();
-    tokio::spawn(runtime_api::serve(
-        listener,
-        exchange.clone(),
-        cancel.clone(),
-    ));
-    tokio::spawn(logs::pump(capture.clone()));
-    tokio::spawn(supervise(
-        instance,
-        cancel.clone(),
-        exit_tx,
-        tmp_dir,
-        capture.clone(),
-    ));
-    shared.environments.fetch_add(1, Ordering::Relaxed);
-    let mut env = Environment {
-        id,
-        exchange,
-        control,
-        exit: exit_rx,
-        capture,
-        cancel,
-        last_used: Instant::now(),
-        init_duration: None,
-        peak_memory_bytes: 0,
-        memory_read_at: None,
-        counter: shared.environments.clone(),
+    let (mut env, init) = match start(shared, spec, request_id, tail, id, &tmp_dir, started).await {
+        Ok(Start::Running(env, init)) => (env, init),
+        other => {
+            // Nothing was started that would clean up after itself.
+            if let Err(error) = tokio::fs::remove_dir_all(&tmp_dir).await {
+                tracing::warn!(%error, dir = %tmp_dir.display(), "failed to remove environment directory");
+            }
+            return match other {
+                Ok(Start::Refused(cold)) => Ok(cold),
+                Err(error) => Err(error),
+                Ok(Start::Running(..)) => unreachable!("handled above"),
+            };
+        }
     };
-    tracing::debug!(env = %id, function = %function, "environment started");
 
     let mut exit = env.exit.clone();
     let failure = tokio::select! {
@@ -414,9 +388,167 @@ pub async fn create(
             ));
             let peak = env.control.memory().peak_bytes;
             let tail = finish_failed(&env.capture, request_id, spec, started.elapsed(), peak);
-            tracing::debug!(env = %id, error_type = %diagnostic.error_type, "environment init failed");
+            tracing::debug!(env = %env.id, error_type = %diagnostic.error_type, "environment init failed");
             Ok(ColdStart::Failed { diagnostic, tail })
         }
+    }
+}
+
+/// Prepares the environment's Runtime API, log pipe and variables, and starts its process.
+async fn start(
+    shared: &Shared,
+    spec: &FunctionSpec,
+    request_id: &RequestId,
+    tail: bool,
+    id: EnvironmentId,
+    tmp_dir: &std::path::Path,
+    started: Instant,
+) -> Result<Start, InvokeError> {
+    let function = &spec.config.name;
+    let setup = |source| InvokeError::Setup {
+        function: function.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(setup)?;
+    let api_addr = listener.local_addr().map_err(setup)?;
+    let (reader, writer) = std::io::pipe().map_err(setup)?;
+    let reader = pipe::Receiver::from_owned_fd(reader.into()).map_err(setup)?;
+    let stream = Arc::new(StreamId {
+        group: spec.log_group.clone(),
+        stream: stream_name(&spec.config.version),
+    });
+    let capture =
+        Arc::new(LogCapture::new(reader, shared.logs.clone(), stream.clone()).map_err(setup)?);
+    if tail {
+        capture.start_tail();
+    }
+    let refuse = |error_type: &str, message: String| {
+        capture.system_line(format!(
+            "START RequestId: {request_id} Version: {}",
+            spec.config.version
+        ));
+        capture.system_line(message.clone());
+        let tail = finish_failed(&capture, request_id, spec, started.elapsed(), 0);
+        Start::Refused(ColdStart::Failed {
+            diagnostic: diagnostic(error_type, &message),
+            tail,
+        })
+    };
+
+    // Paths as the function will see them; the backend decides.
+    let host = Layout {
+        task_root: spec.code_dir.clone(),
+        runtime_dir: shared.runtimes.runtime_dir().to_owned(),
+        tmp_dir: tmp_dir.to_owned(),
+    };
+    let inside = shared.sandbox.layout(&host);
+    let placement = Placement {
+        task_root: &inside.task_root,
+        runtime_dir: &inside.runtime_dir,
+    };
+    let launch = match shared
+        .runtimes
+        .launch_at(spec.config.runtime, &spec.code_dir, placement)
+    {
+        Ok(launch) => launch,
+        Err(error) => return Ok(refuse(error.error_type(), error.to_string())),
+    };
+    let program = launch.program.display().to_string();
+    let mut env = spec.env_base.clone();
+    env.push(("AWS_LAMBDA_RUNTIME_API".into(), api_addr.to_string()));
+    env.push(("AWS_LAMBDA_LOG_STREAM_NAME".into(), stream.stream.clone()));
+    env.push((
+        "LAMBDA_TASK_ROOT".into(),
+        inside.task_root.display().to_string(),
+    ));
+    env.push((
+        "LAMBDA_RUNTIME_DIR".into(),
+        inside.runtime_dir.display().to_string(),
+    ));
+    env.push(("TMPDIR".into(), inside.tmp_dir.display().to_string()));
+    env.push(("HOME".into(), inside.tmp_dir.display().to_string()));
+    env.extend(launch.env);
+
+    let spawned = shared
+        .sandbox
+        .spawn(SandboxSpec {
+            env_id: id,
+            program: launch.program,
+            args: launch.args,
+            env,
+            task_root: host.task_root,
+            runtime_dir: host.runtime_dir,
+            tmp_dir: host.tmp_dir,
+            memory_mb: spec.config.memory_mb,
+            ephemeral_storage_mb: spec.config.ephemeral_storage_mb,
+            output: writer.into(),
+        })
+        .await;
+    let instance = match spawned {
+        Ok(instance) => instance,
+        Err(error) => {
+            if let Some(source) = is_entrypoint_error(&error) {
+                let message = format!(
+                    "RequestId: {request_id} Error: fork/exec {program}: {}",
+                    exec_error_text(source)
+                );
+                return Ok(refuse("Runtime.InvalidEntrypoint", message));
+            }
+            return Err(InvokeError::Sandbox {
+                function: function.clone(),
+                source: error,
+            });
+        }
+    };
+    let control = instance.control();
+    let cancel = CancellationToken::new();
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let (exchange, init) = Exchange::new();
+    tokio::spawn(runtime_api::serve(
+        listener,
+        exchange.clone(),
+        cancel.clone(),
+    ));
+    tokio::spawn(logs::pump(capture.clone()));
+    tokio::spawn(supervise(
+        instance,
+        cancel.clone(),
+        exit_tx,
+        tmp_dir.to_owned(),
+        capture.clone(),
+    ));
+    shared.environments.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(env = %id, function = %function, "environment started");
+    Ok(Start::Running(
+        Environment {
+            id,
+            exchange,
+            control,
+            exit: exit_rx,
+            capture,
+            cancel,
+            last_used: Instant::now(),
+            init_duration: None,
+            peak_memory_bytes: 0,
+            memory_read_at: None,
+            counter: shared.environments.clone(),
+            _code: shared.code_usage.hold(&spec.config.code_sha256_hex),
+        },
+        init,
+    ))
+}
+
+/// Go's wording for exec failures, as AWS's runtime reports them.
+fn exec_error_text(error: &std::io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(ENOEXEC) => "exec format error",
+        Some(2) => "no such file or directory",
+        Some(13) => "permission denied",
+        _ => match error.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory",
+            std::io::ErrorKind::PermissionDenied => "permission denied",
+            _ => "exec failed",
+        },
     }
 }
 
@@ -502,10 +634,10 @@ impl Environment {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + spec.timeout;
         let deadline_ms = logs::now_ms() + spec.timeout.as_millis() as i64;
-        let client_context = req.client_context.as_deref().and_then(|cc| {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(cc).ok()?;
-            HeaderValue::from_bytes(&decoded).ok()
-        });
+        let client_context = req
+            .client_context
+            .as_deref()
+            .and_then(|cc| HeaderValue::from_str(cc).ok());
         let request_header =
             HeaderValue::from_str(request_id.as_str()).expect("a uuid is a valid header value");
         let trace_id = HeaderValue::from_str(&format!(
@@ -697,6 +829,18 @@ mod tests {
             },
         );
         assert!(String::from_utf8_lossy(&clean.body).contains("without providing a reason"));
+    }
+
+    #[test]
+    fn code_stays_in_use_while_any_environment_holds_it() {
+        let usage = CodeUsage::default();
+        let a = usage.hold("abc");
+        let b = usage.hold("abc");
+        assert!(usage.in_use().contains("abc"));
+        drop(a);
+        assert!(usage.in_use().contains("abc"));
+        drop(b);
+        assert!(usage.in_use().is_empty());
     }
 
     #[test]

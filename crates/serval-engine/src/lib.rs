@@ -63,7 +63,8 @@ pub struct InvokeRequest {
     pub function: FunctionName,
     /// The payload bytes exactly as the caller sent them.
     pub payload: Bytes,
-    /// `ClientContext` as sent (base64 of JSON); passed to the runtime decoded.
+    /// `ClientContext`, decoded from base64 and re-serialized as compact (single-line) JSON by
+    /// the caller; handed to the runtime in `Lambda-Runtime-Client-Context`.
     pub client_context: Option<String>,
     /// Whether the caller asked for `LogType: Tail`.
     pub log_tail: bool,

@@ -12,7 +12,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,6 +28,10 @@ use tokio::net::unix::pipe;
 const MAX_LINE_BYTES: usize = 256 * 1024;
 /// Lines buffered between the engine and the writer thread before new ones are dropped.
 const WRITER_QUEUE_LINES: usize = 64 * 1024;
+/// Bytes of log text buffered between the engine and the writer before new lines are dropped.
+const WRITER_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// Most bytes one drain reads before letting other work run; the rest is read next time.
+const DRAIN_BUDGET_BYTES: usize = 1024 * 1024;
 /// Most lines the writer appends in one store call.
 const WRITER_BATCH_LINES: usize = 4096;
 /// Longest a line waits in the writer before it is appended.
@@ -55,6 +59,8 @@ enum WriterMsg {
 pub struct LogWriter {
     tx: SyncSender<WriterMsg>,
     dropped: Arc<AtomicU64>,
+    /// Bytes of message text sent but not yet stored.
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 pub fn now_ms() -> i64 {
@@ -67,16 +73,25 @@ impl LogWriter {
     /// Starts the writer thread appending to `store`, deleting events older than `retention`.
     pub fn start(store: Store, retention: Duration) -> io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE_LINES);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let queued = queued_bytes.clone();
         std::thread::Builder::new()
             .name("serval-logs".into())
-            .spawn(move || writer_loop(store, retention, rx))?;
+            .spawn(move || writer_loop(store, retention, rx, queued))?;
         Ok(Self {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
+            queued_bytes,
         })
     }
 
     fn send(&self, stream: &Arc<StreamId>, timestamp_ms: i64, message: String) {
+        let len = message.len();
+        if self.queued_bytes.fetch_add(len, Ordering::AcqRel) + len > WRITER_QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.count_dropped();
+            return;
+        }
         let msg = WriterMsg::Line {
             stream: stream.clone(),
             event: LogEvent {
@@ -86,16 +101,20 @@ impl LogWriter {
         };
         match self.tx.try_send(msg) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-                if n.is_power_of_two() {
-                    tracing::warn!(
-                        dropped = n + 1,
-                        "log writer is behind; dropping function log lines"
-                    );
-                }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                self.count_dropped();
             }
-            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    fn count_dropped(&self) {
+        let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+        if n.is_power_of_two() {
+            tracing::warn!(
+                dropped = n + 1,
+                "log writer is behind; dropping function log lines"
+            );
         }
     }
 
@@ -108,14 +127,25 @@ impl LogWriter {
     }
 }
 
-fn writer_loop(store: Store, retention: Duration, rx: mpsc::Receiver<WriterMsg>) {
+fn writer_loop(
+    store: Store,
+    retention: Duration,
+    rx: mpsc::Receiver<WriterMsg>,
+    queued_bytes: Arc<AtomicUsize>,
+) {
     let mut batch: Vec<(Arc<StreamId>, LogEvent)> = Vec::with_capacity(WRITER_BATCH_LINES);
     let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
     let mut last_sweep: Option<Instant> = None;
     loop {
-        // Block only while there is nothing at all to do.
-        let Ok(first) = rx.recv() else { return };
-        let mut msg = Some(first);
+        // Block only while there is nothing to do, and never past the next retention sweep.
+        let until_sweep = last_sweep.map_or(Duration::ZERO, |t: Instant| {
+            RETENTION_SWEEP_INTERVAL.saturating_sub(t.elapsed())
+        });
+        let mut msg = match rx.recv_timeout(until_sweep) {
+            Ok(first) => Some(first),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         if matches!(msg, Some(WriterMsg::Line { .. })) {
             // Let lines accumulate without being woken for each one: a receiver that is not
             // parked on the channel costs its senders no wake-up.
@@ -130,7 +160,9 @@ fn writer_loop(store: Store, retention: Duration, rx: mpsc::Receiver<WriterMsg>)
                 }
             }
             let full = batch.len() >= WRITER_BATCH_LINES;
+            let bytes: usize = batch.iter().map(|(_, e)| e.message.len()).sum();
             append(&store, &mut batch);
+            queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             if !full {
                 break;
             }
@@ -140,8 +172,12 @@ fn writer_loop(store: Store, retention: Duration, rx: mpsc::Receiver<WriterMsg>)
         }
         if last_sweep.is_none_or(|t| t.elapsed() >= RETENTION_SWEEP_INTERVAL) {
             last_sweep = Some(Instant::now());
-            let cutoff = now_ms() - retention.as_millis() as i64;
-            if let Err(error) = store.purge_logs_older_than(cutoff) {
+            // A group's own retention policy wins over the server's default.
+            let default_days = retention
+                .as_secs()
+                .div_ceil(86_400)
+                .min(u64::from(u32::MAX)) as u32;
+            if let Err(error) = store.apply_log_retention(now_ms(), default_days) {
                 tracing::warn!(error = %error, "failed to apply log retention");
             }
         }
@@ -225,7 +261,11 @@ impl LogCapture {
             return false;
         }
         let mut buf = [0u8; 16 * 1024];
+        let mut budget = DRAIN_BUDGET_BYTES;
         loop {
+            if budget == 0 {
+                return true;
+            }
             match read(&mut buf) {
                 Ok(0) => {
                     st.closed = true;
@@ -235,7 +275,10 @@ impl LogCapture {
                     }
                     return false;
                 }
-                Ok(n) => self.split(&mut st, &buf[..n]),
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    self.split(&mut st, &buf[..n]);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -304,7 +347,10 @@ impl LogCapture {
             return false;
         }
         // Reading through tokio clears its readiness once the pipe is empty.
-        self.drain_with(|buf| self.pipe.try_read(buf))
+        let open = self.drain_with(|buf| self.pipe.try_read(buf));
+        // A function printing without pause must not hold this worker thread.
+        tokio::task::yield_now().await;
+        open
     }
 }
 

@@ -37,6 +37,8 @@ pub const MAX_RESPONSE_BYTES: usize = 6_291_556;
 const MAX_ERROR_BYTES: usize = 1024 * 1024;
 
 const PREFIX: &str = "/2018-06-01/runtime/";
+/// Pause after a failed accept.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// One event handed to the runtime.
 #[derive(Debug)]
@@ -182,7 +184,9 @@ pub async fn serve(listener: TcpListener, exchange: Arc<Exchange>, cancel: Cance
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
+                    // Out of descriptors, typically: back off rather than spin.
                     tracing::debug!(%error, "runtime api accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
@@ -240,12 +244,26 @@ fn error_type(req: &Request<Incoming>) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Option<Bytes> {
-    Limited::new(body, limit)
-        .collect()
-        .await
-        .ok()
-        .map(|c| c.to_bytes())
+/// Why a runtime's request body could not be read.
+enum BodyError {
+    TooLarge,
+    /// The connection broke mid-body (the runtime died, most likely).
+    Broken,
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Broken),
+    }
+}
+
+fn broken_body() -> Response<Body> {
+    respond(
+        StatusCode::BAD_REQUEST,
+        r#"{"errorMessage":"could not read the request body","errorType":"InvalidRequest"}"#,
+    )
 }
 
 async fn route(exchange: &Exchange, req: Request<Incoming>) -> Response<Body> {
@@ -285,8 +303,10 @@ async fn route(exchange: &Exchange, req: Request<Incoming>) -> Response<Body> {
             if let Some(id) = rest.strip_suffix("/response") {
                 let id = id.to_owned();
                 let reply = match read_body(req.into_body(), MAX_RESPONSE_BYTES).await {
-                    Some(body) => Reply::Response(body),
-                    None => Reply::ResponseTooLarge,
+                    Ok(body) => Reply::Response(body),
+                    Err(BodyError::TooLarge) => Reply::ResponseTooLarge,
+                    // The invocation stays open; the process's exit or the deadline ends it.
+                    Err(BodyError::Broken) => return broken_body(),
                 };
                 let too_large = matches!(reply, Reply::ResponseTooLarge);
                 if !exchange.complete(&id, reply) {

@@ -249,20 +249,12 @@ async fn timeout_kills_the_environment_and_the_next_invoke_starts_fresh() {
         .as_str()
         .unwrap()
         .ends_with("Task timed out after 1.00 seconds"));
-    assert_eq!(
-        unsafe { libc_kill(pid as i32) },
-        -1,
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "timed-out environment's process is gone"
     );
     let fresh = success(&h.invoke(&f, "{}", false).await).as_i64().unwrap();
     assert_ne!(fresh, pid);
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-unsafe fn libc_kill(pid: i32) -> i32 {
-    kill(pid, 0)
 }
 
 #[tokio::test]
@@ -444,4 +436,88 @@ async fn update_uses_new_environments_and_idle_ones_are_reaped() {
         0,
         "idle environments reaped after keep-alive"
     );
+}
+
+#[tokio::test]
+async fn an_abandoned_invocation_finishes_and_its_environment_is_reused() {
+    let h = Harness::new(|_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("done");
+    let code = "import os, time\ndef handler(e, c):\n    if e.get('slow'):\n        time.sleep(0.5)\n        open(os.environ['MARKER'], 'w').write(c.aws_request_id)\n    return os.getpid()\n";
+    let f = h.deploy(
+        "abandon",
+        Runtime::Python312,
+        "app.handler",
+        &[("app.py", code, 0o644)],
+        5,
+        &[("MARKER", marker.to_str().unwrap())],
+    );
+    let pid = success(&h.invoke(&f, "{}", false).await);
+    // The caller gives up after 100 ms, as a client whose connection closed.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        h.invoke(&f, r#"{"slow":true}"#, false),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    for _ in 0..100 {
+        if marker.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(marker.exists(), "the abandoned invocation ran to its end");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        success(&h.invoke(&f, "{}", false).await),
+        pid,
+        "its environment went back to the pool"
+    );
+}
+
+#[tokio::test]
+async fn a_bootstrap_the_kernel_cannot_execute_is_an_invalid_entrypoint() {
+    let h = Harness::new(|_| {});
+    let f = h.deploy(
+        "badshebang",
+        Runtime::ProvidedAl2023,
+        "x",
+        &[("bootstrap", "#!/nonexistent/interpreter\n", 0o755)],
+        3,
+        &[],
+    );
+    for _ in 0..2 {
+        let (ty, body) = failure(&h.invoke(&f, "{}", false).await);
+        assert_eq!(ty, "Runtime.InvalidEntrypoint", "{body}");
+        assert!(
+            body["errorMessage"].as_str().unwrap().contains("fork/exec"),
+            "{body}"
+        );
+    }
+    // Without a shebang, exec falls back to /bin/sh (as execvp does): a runtime exit, still a
+    // function error rather than a platform failure.
+    let g = h.deploy(
+        "garbage",
+        Runtime::ProvidedAl2023,
+        "x",
+        &[("bootstrap", "\u{1}\u{2}garbage\n", 0o755)],
+        3,
+        &[],
+    );
+    let (ty, body) = failure(&h.invoke(&g, "{}", false).await);
+    assert!(
+        ty == "Runtime.ExitError" || ty == "Runtime.InvalidEntrypoint",
+        "{body}"
+    );
+    // The supervisor removes a dead environment's directory just after reporting its exit.
+    let envs = h._dir.path().join("envs");
+    let mut leftovers = usize::MAX;
+    for _ in 0..100 {
+        leftovers = std::fs::read_dir(&envs).unwrap().count();
+        if leftovers == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(leftovers, 0, "no scratch directory is left behind");
 }

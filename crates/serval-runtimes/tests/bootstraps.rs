@@ -99,7 +99,10 @@ fn python_returns_result_with_context_and_event() {
     assert_eq!(v["aws_request_id"], request_id.as_str());
     assert_eq!(v["function_name"], "fn");
     assert_eq!(v["function_version"], "$LATEST");
-    assert_eq!(v["memory_limit_in_mb"], 256);
+    assert_eq!(
+        v["memory_limit_in_mb"], "256",
+        "a string, as in AWS's runtime"
+    );
     assert_eq!(v["log_group_name"], "/aws/lambda/fn");
     assert!(v["invoked_function_arn"]
         .as_str()

@@ -243,11 +243,11 @@ mod tests {
             panic!("not logs")
         };
         assert!(l.follow);
-        assert_eq!(l.since, Duration::from_secs(3600));
+        assert_eq!(l.since, Some(Duration::from_secs(3600)));
         let Command::Logs(l) = parse(&["logs", "f"]).unwrap().command else {
             panic!("not logs")
         };
-        assert_eq!(l.since, Duration::from_secs(600));
+        assert_eq!(l.since, None, "everything retained by default");
         assert!(parse(&["logs", "f", "--since", "soon"]).is_err());
 
         assert!(matches!(

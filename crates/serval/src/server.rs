@@ -31,11 +31,11 @@ pub struct ServerArgs {
     #[arg(long, env = "SERVAL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Region reported in ARNs and to functions.
-    #[arg(long, default_value = "us-east-1")]
+    #[arg(long, default_value = "us-east-1", value_parser = parse_region)]
     pub region: String,
     /// Seconds an idle environment is kept warm before it is destroyed.
-    #[arg(long, default_value_t = 600.0)]
-    pub keep_alive: f64,
+    #[arg(long, default_value = "600", value_parser = parse_keep_alive)]
+    pub keep_alive: Duration,
     /// Account-wide limit on concurrently running invocations.
     #[arg(long, default_value_t = serval_model::limits::ACCOUNT_CONCURRENCY_DEFAULT)]
     pub max_concurrency: u32,
@@ -45,6 +45,58 @@ pub struct ServerArgs {
     /// Sandbox backend for execution environments.
     #[arg(long, value_enum, default_value = "process")]
     pub sandbox: SandboxKind,
+}
+
+/// Accepts AWS-shaped region names (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
+fn parse_region(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].len() == 1
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("'{s}' is not a region name like us-east-1"))
+    }
+}
+
+/// Seconds, fractional allowed, from 0 to 30 days.
+fn parse_keep_alive(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(0.0..=30.0 * 86_400.0).contains(&secs) {
+        return Err(format!(
+            "keep-alive must be between 0 and 2592000 seconds, not {s}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Holds an exclusive lock on the data directory for as long as it lives: two servers on one
+/// directory would wipe each other's environments and interleave writes.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("serval.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another serval server is already using the data directory {} (pass a different --data-dir)",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("lock {}", path.display()))
+        }
+    }
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -65,6 +117,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("create data directory {}", data_dir.display()))?;
+    let _lock = lock_data_dir(&data_dir)?;
     let store = {
         let dir = data_dir.clone();
         tokio::task::spawn_blocking(move || Store::open(&dir))
@@ -92,7 +145,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     };
     let mut config = EngineConfig::new(args.region.clone(), envs_dir);
-    config.keep_alive = Duration::from_secs_f64(args.keep_alive.max(0.0));
+    config.keep_alive = args.keep_alive;
     config.max_concurrency = args.max_concurrency;
     let retention = Duration::from_secs(u64::from(args.log_retention_days) * 86_400);
     let engine = Engine::new(
@@ -114,11 +167,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         engine.deploy(f);
     }
 
-    let app = serval_api::router(serval_api::ApiState {
-        engine: engine.clone(),
+    let app = serval_api::router(serval_api::ApiState::new(
+        engine.clone(),
         store,
-        region: args.region,
-    });
+        args.region,
+    ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
@@ -155,5 +208,54 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_region_names() {
+        for ok in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-3",
+        ] {
+            assert!(parse_region(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "us",
+            "US-EAST-1",
+            "us-east",
+            "us-east-12",
+            "us east-1",
+            "us-east-1\n",
+        ] {
+            assert!(parse_region(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn validates_keep_alive() {
+        assert_eq!(
+            parse_keep_alive("1.5").unwrap(),
+            Duration::from_millis(1500)
+        );
+        for bad in ["-1", "inf", "NaN", "x", "9999999999"] {
+            assert!(parse_keep_alive(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_second_server_cannot_take_the_same_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_data_dir(dir.path()).unwrap();
+        let err = lock_data_dir(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("already using"), "{err}");
+        drop(first);
+        assert!(lock_data_dir(dir.path()).is_ok());
     }
 }

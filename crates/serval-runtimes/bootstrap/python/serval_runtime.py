@@ -426,10 +426,8 @@ _FUNCTION_NAME = _env.get("AWS_LAMBDA_FUNCTION_NAME")
 _FUNCTION_VERSION = _env.get("AWS_LAMBDA_FUNCTION_VERSION")
 _LOG_GROUP = _env.get("AWS_LAMBDA_LOG_GROUP_NAME")
 _LOG_STREAM = _env.get("AWS_LAMBDA_LOG_STREAM_NAME")
-try:
-    _MEMORY_MB = int(_env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
-except ValueError:
-    _MEMORY_MB = 128
+# A string, as in AWS's own Python runtime (awslambdaric reads the variable as is).
+_MEMORY_MB = _env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
 
 
 class LambdaContext(object):

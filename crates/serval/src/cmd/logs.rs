@@ -25,9 +25,9 @@ pub struct LogsArgs {
     /// Keep polling for new events until Ctrl-C.
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// How far back to start: e.g. 30s, 10m, 2h, 1d, 1h30m.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
-    pub since: Duration,
+    /// How far back to start: e.g. 30s, 10m, 2h, 1d, 1h30m [default: everything retained].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
 }
 
 /// Parses a duration such as `90s`, `10m`, `2h`, `1d`, `500ms` or `1h30m`.
@@ -136,7 +136,10 @@ async fn fetch(
 pub async fn run(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
     let group = format!("/aws/lambda/{}", args.name);
     let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut start_ms = now_ms.saturating_sub(args.since.as_millis().min(i64::MAX as u128) as i64);
+    let mut start_ms = match args.since {
+        Some(since) => now_ms.saturating_sub(since.as_millis().min(i64::MAX as u128) as i64),
+        None => 0,
+    };
     // Ids of events printed at or after `start_ms`, the only ones a later poll can return again.
     let mut seen: HashMap<String, i64> = HashMap::new();
     let ctrl_c = tokio::signal::ctrl_c();
