@@ -494,8 +494,7 @@ async fn a_bootstrap_the_kernel_cannot_execute_is_an_invalid_entrypoint() {
             "{body}"
         );
     }
-    // Without a shebang, exec falls back to /bin/sh (as execvp does): a runtime exit, still a
-    // function error rather than a platform failure.
+    // Without a shebang the kernel refuses the file (ENOEXEC); it is not run by /bin/sh.
     let g = h.deploy(
         "garbage",
         Runtime::ProvidedAl2023,

@@ -72,6 +72,7 @@ impl Sandbox for ProcessSandbox {
         };
         let stderr = spec.output.try_clone().map_err(spawn_error)?;
         let server_pid = std::process::id() as i32;
+        let exec = ExecImage::new(&spec).map_err(spawn_error)?;
         let mut command = std::process::Command::new(&spec.program);
         command
             .args(&spec.args)
@@ -94,7 +95,10 @@ impl Sandbox for ProcessSandbox {
                 if libc::getppid() != server_pid {
                     return Err(io::Error::from(io::ErrorKind::BrokenPipe));
                 }
-                Ok(())
+                // Exec here, with execve: std would use execvp, which runs a file the kernel
+                // refuses (ENOEXEC: no shebang, a broken binary) through /bin/sh instead of
+                // failing. On success this never returns.
+                Err(exec.execve())
             });
         }
         let mut command = tokio::process::Command::from(command);
@@ -118,6 +122,69 @@ impl Sandbox for ProcessSandbox {
                 reaped: Arc::new(AtomicBool::new(false)),
             },
         })
+    }
+}
+
+/// The program, arguments and environment of one exec, as C strings built before the fork
+/// (allocating in the child of a multi-threaded process is not safe).
+struct ExecImage {
+    _strings: Vec<std::ffi::CString>,
+    program: *const libc::c_char,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into `_strings`, which the struct owns and never mutates; the
+// heap buffers of a `CString` do not move when the struct moves.
+unsafe impl Send for ExecImage {}
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    fn new(spec: &SandboxSpec) -> io::Result<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |bytes: &[u8]| {
+            std::ffi::CString::new(bytes).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in exec argument")
+            })
+        };
+        let program = c(spec.program.as_os_str().as_bytes())?;
+        let mut args = vec![c(spec.program.as_os_str().as_bytes())?];
+        for a in &spec.args {
+            args.push(c(a.as_bytes())?);
+        }
+        let mut env = Vec::with_capacity(spec.env.len());
+        for (k, v) in &spec.env {
+            env.push(c(format!("{k}={v}").as_bytes())?);
+        }
+        let program_ptr = program.as_ptr();
+        let argv: Vec<_> = args
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
+        let envp: Vec<_> = env
+            .iter()
+            .map(|e| e.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
+        let mut strings = vec![program];
+        strings.extend(args);
+        strings.extend(env);
+        Ok(Self {
+            _strings: strings,
+            program: program_ptr,
+            argv,
+            envp,
+        })
+    }
+
+    /// Replaces the calling process; returns only the error if the kernel refuses.
+    ///
+    /// # Safety
+    /// Call only in a forked child, right before it would exec anyway.
+    unsafe fn execve(&self) -> io::Error {
+        libc::execve(self.program, self.argv.as_ptr(), self.envp.as_ptr());
+        io::Error::last_os_error()
     }
 }
 
@@ -245,6 +312,32 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    /// Whether any process of group `pgid` is still running (zombies waiting for init to reap
+    /// them do not count: they run nothing).
+    fn group_running(pgid: i32) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                return false;
+            };
+            // pid (comm) state ppid pgrp ...; comm may contain spaces, so split after ')'.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+        })
+    }
+
+    async fn wait_group_gone(pgid: i32) -> bool {
+        for _ in 0..200 {
+            if !group_running(pgid) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     fn spec(program: &str, args: &[&str], output: std::os::fd::OwnedFd) -> SandboxSpec {
         let dir = std::env::temp_dir();
         SandboxSpec {
@@ -303,9 +396,7 @@ mod tests {
         let exit = inst.wait().await;
         assert_eq!(exit.signal, Some(libc::SIGKILL));
         assert_eq!(exit.describe(), "signal: killed");
-        // No member of the group survives.
-        let rc = unsafe { libc::killpg(pgid, 0) };
-        assert_eq!(rc, -1);
+        assert!(wait_group_gone(pgid).await, "process group {pgid} survived");
         control.kill(); // idempotent after reaping
     }
 
@@ -320,6 +411,28 @@ mod tests {
         assert!(inst.control().memory().current_bytes > 0);
         let exit = inst.wait().await;
         assert_eq!(exit.describe(), "exit status 3");
+    }
+
+    #[tokio::test]
+    async fn a_file_the_kernel_cannot_execute_is_a_spawn_error_not_a_shell_script() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bootstrap = dir.path().join("bootstrap");
+        std::fs::write(&bootstrap, "echo ran-by-sh\n").unwrap();
+        std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sandbox = ProcessSandbox::new().unwrap();
+        let (_reader, writer) = std::io::pipe().unwrap();
+        let err = sandbox
+            .spawn(spec(bootstrap.to_str().unwrap(), &[], writer.into()))
+            .await
+            .err()
+            .expect("no shebang: exec must fail, not fall back to /bin/sh");
+        match err {
+            SandboxError::Spawn { source, .. } => {
+                assert_eq!(source.raw_os_error(), Some(libc::ENOEXEC))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -347,17 +460,12 @@ mod tests {
             .await
             .unwrap();
         let pgid = inst.pid();
+        assert!(group_running(pgid));
         drop(inst);
-        let mut gone = false;
-        for _ in 0..100 {
-            // SAFETY: signal 0 only checks for existence.
-            if unsafe { libc::killpg(pgid, 0) } == -1 {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(gone, "process group {pgid} survived its instance");
+        assert!(
+            wait_group_gone(pgid).await,
+            "process group {pgid} survived its instance"
+        );
     }
 
     #[test]
