@@ -342,3 +342,99 @@ def test_unknown_function_is_not_found_with_aws_message(lam):
         lam.get_function(FunctionName=name)
     msg = exc.value.response["Error"]["Message"]
     assert msg == f"Function not found: {function_arn(name)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Concurrent control-plane updates
+# ---------------------------------------------------------------------------------------------
+
+
+def _retry_conflicts(call, attempts=200):
+    """AWS may answer an update racing another with 409 ResourceConflictException ("an update
+    is in progress"); a client retries. Any other error fails the test."""
+    for _ in range(attempts):
+        try:
+            return call()
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ResourceConflictException":
+                raise
+            time.sleep(0.05)
+    raise AssertionError("update kept conflicting")
+
+
+def _assert_consistent(lam, name, shas_to_version):
+    fn = lam.get_function(FunctionName=name)
+    cfg = fn["Configuration"]
+    assert cfg["CodeSha256"] in shas_to_version, cfg["CodeSha256"]
+    zipped = requests.get(fn["Code"]["Location"], timeout=60).content
+    assert base64.b64encode(hashlib.sha256(zipped).digest()).decode() == cfg["CodeSha256"], \
+        "Code.Location serves other code than CodeSha256 names"
+    resp, out = invoke(lam, name, {})
+    assert "FunctionError" not in resp, out
+    assert out["version"] == shas_to_version[cfg["CodeSha256"]], (out, cfg["CodeSha256"])
+    return cfg, out
+
+
+def test_concurrent_updates_leave_a_consistent_function(lam):
+    from concurrent.futures import ThreadPoolExecutor
+
+    zips = {i: python_zip(f"code-{i}") for i in range(10)}
+    shas = {base64.b64encode(hashlib.sha256(z).digest()).decode(): f"code-{i}" for i, z in zips.items()}
+    name = create_function(lam, python_zip("initial"), handler="app.whoami", Description="initial")
+    shas[lam.get_function_configuration(FunctionName=name)["CodeSha256"]] = "initial"
+
+    def update(i):
+        if i % 2:
+            return _retry_conflicts(lambda: lam.update_function_code(FunctionName=name, ZipFile=zips[i]))
+        return _retry_conflicts(lambda: lam.update_function_configuration(FunctionName=name, Description=str(i)))
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(update, range(10)))
+    revisions = [r["RevisionId"] for r in results]
+    assert len(set(revisions)) == len(revisions), "two updates produced the same RevisionId"
+
+    cfg, _ = _assert_consistent(lam, name, shas)
+    assert cfg["Description"] in {str(i) for i in range(0, 10, 2)}, cfg["Description"]
+    # The code written last by the code updates is one of the odd ones, not the initial code:
+    # a configuration update must not put an older code hash back.
+    assert shas[cfg["CodeSha256"]] in {f"code-{i}" for i in range(1, 10, 2)}, cfg["CodeSha256"]
+
+
+def test_interleaved_updates_of_code_and_configuration_lose_nothing(lam):
+    import threading
+
+    rounds = 12
+    zips = [python_zip(f"seq-{i}") for i in range(rounds)]
+    shas = {base64.b64encode(hashlib.sha256(z).digest()).decode(): f"seq-{i}" for i, z in enumerate(zips)}
+    name = create_function(lam, python_zip("initial"), handler="app.whoami", Description="initial")
+    shas[lam.get_function_configuration(FunctionName=name)["CodeSha256"]] = "initial"
+    errors = []
+    go = threading.Barrier(2)
+
+    def configs():
+        go.wait()
+        try:
+            for i in range(rounds):
+                _retry_conflicts(lambda: lam.update_function_configuration(FunctionName=name, Description=f"desc-{i}"))
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    def codes():
+        go.wait()
+        try:
+            for i in range(rounds):
+                _retry_conflicts(lambda: lam.update_function_code(FunctionName=name, ZipFile=zips[i]))
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=configs), threading.Thread(target=codes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+
+    cfg, out = _assert_consistent(lam, name, shas)
+    assert cfg["Description"] == f"desc-{rounds - 1}", "a configuration update was lost"
+    assert out["version"] == f"seq-{rounds - 1}", "a code update was lost"
+    assert shas[cfg["CodeSha256"]] == f"seq-{rounds - 1}"

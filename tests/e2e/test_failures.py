@@ -209,3 +209,43 @@ def test_concurrency_exhausted_is_429_too_many_requests(start_server, scratch):
     # The slot is free again.
     resp, out = invoke(lam, name, {"seconds": 0})
     assert "FunctionError" not in resp, out
+
+
+# A `bootstrap` that is executable but that the kernel refuses to exec: AWS answers with an
+# init failure (`Runtime.InvalidEntrypoint`, e.g. "fork/exec /var/task/bootstrap: exec format
+# error"), never with a service error, and Serval has nothing to log at ERROR about it.
+UNEXECUTABLE_BOOTSTRAPS = {
+    # ENOENT from execve: the interpreter named in the shebang does not exist.
+    "missing-interpreter": b"#!/nonexistent/interpreter\necho never runs\n",
+    # ENOEXEC: a text file without a shebang; no shell fallback as execvp would do.
+    "text-without-shebang": b"garbage \x01\x02\x03 not a program\n\xff\xfe nothing to run here\n",
+    # ENOEXEC: the ELF magic without a valid header.
+    "truncated-elf": b"\x7fELF" + b"\x00" * 12,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNEXECUTABLE_BOOTSTRAPS))
+def test_unexecutable_bootstrap_is_invalid_entrypoint_not_a_service_error(server, lam, kind):
+    from serval_e2e import PROVIDED_RUNTIME
+
+    zip_bytes = make_zip({"bootstrap": (UNEXECUTABLE_BOOTSTRAPS[kind], 0o755)})
+    name = create_function(lam, zip_bytes, runtime=PROVIDED_RUNTIME, handler="x")
+    since = server.stderr_size()
+    for _ in range(2):  # the environment is not kept: the second invoke fails the same way
+        resp, out = invoke(lam, name, {})
+        assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200, out
+        assert_function_error(resp, out, "Runtime.InvalidEntrypoint")
+        assert out.get("errorMessage"), out
+    errors = server.unexpected_errors(since)
+    assert not errors, f"an unexecutable bootstrap is the function's failure, not Serval's: {errors}"
+
+
+def test_crashed_runtime_leaves_no_child_process_behind(lam, scratch):
+    name = create_function(lam, python_zip(), handler="app.exit_with_child", env={"SERVAL_TEST_DIR": str(scratch)})
+    resp, out = invoke(lam, name, {})
+    rid = resp["ResponseMetadata"]["RequestId"]
+    assert_function_error(resp, out, "Runtime.ExitError")
+    assert out["errorMessage"] == f"RequestId: {rid} Error: Runtime exited with error: exit status 3"
+    rec = read_json_file(scratch / "child.json")
+    wait_for(lambda: not process_alive(rec["pid"]), 15, what="crashed runtime to be reaped")
+    wait_for(lambda: not process_alive(rec["child_pid"]), 15, what="the crashed runtime's `sleep 60` child to be killed")

@@ -175,3 +175,65 @@ def test_empty_payload_is_an_empty_event(lam, echo_fn):
     resp = lam.invoke(FunctionName=echo_fn)
     out = json.loads(resp["Payload"].read())
     assert out["event"] in ({}, None)
+
+
+def _send_invoke_and_hang_up(endpoint: str, name: str, payload: bytes, hold: float, abort: bool) -> bytes:
+    """Sends a SigV4-signed Invoke over a plain socket, waits `hold` seconds, then closes the
+    connection without reading the answer (a FIN, or an RST when `abort`). Returns whatever
+    bytes had arrived by then."""
+    import socket
+    import struct
+    import time
+    from urllib.parse import urlsplit
+
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    url = f"{endpoint}/2015-03-31/functions/{name}/invocations"
+    req = botocore.awsrequest.AWSRequest(method="POST", url=url, data=payload, headers={"Content-Type": "application/json"})
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials("test", "test"), "lambda", "us-east-1").add_auth(req)
+    prepared = req.prepare()
+    parts = urlsplit(url)
+    head = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(payload)}"]
+    head += [f"{k}: {v}" for k, v in prepared.headers.items() if k.lower() not in ("host", "content-length")]
+    raw = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    sock.sendall(raw)
+    time.sleep(hold)
+    sock.setblocking(False)
+    try:
+        got = sock.recv(65536)
+    except BlockingIOError:
+        got = b""
+    if abort:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    return got
+
+
+@pytest.mark.parametrize("abort", [False, True], ids=["fin", "rst"])
+def test_client_disconnect_does_not_cancel_the_invocation(server, lam, logs, scratch, abort):
+    """AWS runs a synchronous invocation to its end even when the caller hangs up."""
+    name = create_function(lam, python_zip(), handler="app.sleep_then_mark", Timeout=30,
+                           env={"SERVAL_TEST_DIR": str(scratch)})
+    payload = json.dumps({"marker": "done.json", "seconds": 2}).encode()
+    early = _send_invoke_and_hang_up(server.endpoint, name, payload, hold=0.3, abort=abort)
+    assert b"HTTP/1.1" not in early, f"answered before the function finished: {early[:500]!r}"
+
+    started = read_json_file(scratch / "started-done.json")
+    done = read_json_file(scratch / "done.json", timeout=30)
+    rid = started["request_id"]
+    assert done["request_id"] == rid, "the invocation that finished is not the one that started"
+
+    from serval_e2e import wait_for_log_text
+
+    text = wait_for_log_text(logs, f"/aws/lambda/{name}",
+                             [f"END RequestId: {rid}", f"REPORT RequestId: {rid}", "marker done.json written"])
+    report_line(text, rid)
+
+    # The environment came back to the pool and answers the next caller, warm.
+    resp, out = invoke(lam, name, {"marker": "again.json", "seconds": 0}, LogType="Tail")
+    assert "FunctionError" not in resp, out
+    assert out == {"marker": "again.json"}
+    assert report_line(log_tail(resp), resp["ResponseMetadata"]["RequestId"]).group("init") is None

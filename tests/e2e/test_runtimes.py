@@ -82,12 +82,6 @@ def test_python_dotted_module_handler(lam):
     assert out["where"] == "pkg/app"
 
 
-@pytest.mark.parametrize("runtime", ["python3.12", "python3.13"])
-def test_other_python_runtime_names_run(lam, runtime):
-    name = create_function(lam, python_zip(), runtime=runtime, handler="app.whoami")
-    resp, out = invoke(lam, name, {})
-    assert "FunctionError" not in resp, out
-    assert "pid" in out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,3 +226,166 @@ def test_rust_lambda_runtime_function(lam):
     assert resp.get("FunctionError") == "Unhandled"
     assert "rust handler failed on purpose" in err["errorMessage"]
     assert err["errorType"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Every runtime identifier, the context's types and the environment as AWS sets them
+# ---------------------------------------------------------------------------------------------
+
+ALL_RUNTIMES = [
+    "python3.9", "python3.10", "python3.11", "python3.12", "python3.13",
+    "nodejs18.x", "nodejs20.x", "nodejs22.x",
+    "provided", "provided.al2", "provided.al2023",
+]
+
+
+@pytest.mark.parametrize("runtime", ALL_RUNTIMES)
+def test_every_runtime_identifier_runs_a_trivial_function(lam, runtime):
+    if runtime.startswith("python"):
+        zip_bytes, handler = python_zip(), "app.env_probe"
+    elif runtime.startswith("nodejs"):
+        zip_bytes, handler = function_zip("node-cjs"), "index.envProbe"
+    else:
+        zip_bytes, handler = function_zip("shell"), "trivial.handler"
+    name = create_function(lam, zip_bytes, runtime=runtime, handler=handler)
+    assert lam.get_function_configuration(FunctionName=name)["Runtime"] == runtime
+    resp, out = invoke(lam, name, {"rt": runtime})
+    assert "FunctionError" not in resp, out
+    rid = resp["ResponseMetadata"]["RequestId"]
+    if runtime.startswith(("python", "nodejs")):
+        # AWS_EXECUTION_ENV names the managed runtime, as AWS sets it.
+        assert out["env"]["AWS_EXECUTION_ENV"] == f"AWS_Lambda_{runtime}", out["env"]
+        assert out.get("request_id", out.get("requestId")) == rid
+    else:
+        assert out == f'shell:{rid}:trivial.handler:{{"rt": "{runtime}"}}'.encode()
+
+
+def test_python_context_memory_limit_is_a_string(lam):
+    name = create_function(lam, python_zip(), handler="app.echo", MemorySize=384)
+    resp, out = invoke(lam, name, {})
+    assert "FunctionError" not in resp, out
+    # awslambdaric: memory_limit_in_mb = os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] — a str.
+    assert out["context"]["memory_limit_type"] == "str", out["context"]
+    assert out["context"]["memory_limit_in_mb"] == "384"
+
+
+def test_node_context_memory_limit_is_a_string(lam):
+    name = create_function(lam, function_zip("node-cjs"), runtime=NODE_RUNTIME, handler="index.asyncHandler", MemorySize=384)
+    resp, out = invoke(lam, name, {})
+    assert "FunctionError" not in resp, out
+    assert out["memoryLimitType"] == "string", out
+    assert out["memoryLimitInMB"] == "384"
+
+
+def test_python_environment_variables_match_aws(lam, logs):
+    name = create_function(lam, python_zip(), runtime="python3.12", handler="app.env_probe", MemorySize=320)
+    resp, out = invoke(lam, name, {})
+    assert "FunctionError" not in resp, out
+    env = out["env"]
+    assert env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["AWS_REGION"] == "us-east-1"
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12"
+    assert env["TZ"] == ":UTC"
+    assert out["local_time_offset"] == 0, "TZ=:UTC must make local time UTC"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "320"
+    assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
+    assert env["LAMBDA_RUNTIME_DIR"], env
+    assert out["runtime_dir_is_dir"], f"LAMBDA_RUNTIME_DIR={env['LAMBDA_RUNTIME_DIR']!r} is not a directory"
+    assert env["LAMBDA_TASK_ROOT"], env
+    assert out["task_root_has_handler"], f"LAMBDA_TASK_ROOT={env['LAMBDA_TASK_ROOT']!r} lacks app.py"
+    assert env["AWS_LAMBDA_LOG_STREAM_NAME"] == out["log_stream_name"]
+
+    # The stream the environment was told is the stream its lines are stored in.
+    rid = resp["ResponseMetadata"]["RequestId"]
+    from serval_e2e import all_log_events, wait_for
+
+    def start_event():
+        try:
+            evs = all_log_events(logs, f"/aws/lambda/{name}", filterPattern=f'"START RequestId: {rid}"')
+        except logs.exceptions.ResourceNotFoundException:
+            return None  # the group appears with its first stored line
+        return evs[0] if evs else None
+
+    event = wait_for(start_event, 30, what="the START line of the invocation")
+    assert event["logStreamName"] == env["AWS_LAMBDA_LOG_STREAM_NAME"]
+
+
+def test_node_environment_variables_match_aws(lam):
+    name = create_function(lam, function_zip("node-cjs"), runtime="nodejs22.x", handler="index.envProbe", MemorySize=256)
+    resp, out = invoke(lam, name, {})
+    assert "FunctionError" not in resp, out
+    env = out["env"]
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_nodejs22.x"
+    assert env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["TZ"] == ":UTC"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env["LAMBDA_TASK_ROOT"] and env["LAMBDA_RUNTIME_DIR"]
+    assert env["AWS_LAMBDA_LOG_STREAM_NAME"] == out["logStreamName"]
+    assert env["_HANDLER"] == "index.envProbe"
+
+
+def test_python_identity_and_pretty_printed_client_context(lam):
+    import base64
+    import json
+
+    name = create_function(lam, python_zip(), handler="app.echo")
+    # Without a Cognito caller, AWS's context.identity is an object with both fields None.
+    resp, out = invoke(lam, name, {})
+    assert "FunctionError" not in resp, out
+    assert out["context"]["identity"] == {"cognito_identity_id": None, "cognito_identity_pool_id": None}
+    assert out["context"]["client_context"] is None
+
+    # A ClientContext as the mobile SDKs send it may be pretty-printed: newlines and all.
+    cc = {"client": {"installation_id": "i-1", "app_title": "t"}, "custom": {"tenant": "acme", "nested": {"a": [1, 2]}},
+          "env": {"locale": "fr"}}
+    pretty = json.dumps(cc, indent=4)
+    assert "\n" in pretty
+    resp, out = invoke(lam, name, {}, ClientContext=base64.b64encode(pretty.encode()).decode())
+    assert "FunctionError" not in resp, out
+    assert out["context"]["client_context"] == {"custom": cc["custom"], "env": cc["env"]}
+
+
+def test_node_pretty_printed_client_context(lam):
+    import base64
+    import json
+
+    name = create_function(lam, function_zip("node-cjs"), runtime=NODE_RUNTIME, handler="index.asyncHandler")
+    cc = {"custom": {"tenant": "acme"}, "env": {"locale": "de"}}
+    resp, out = invoke(lam, name, {}, ClientContext=base64.b64encode(json.dumps(cc, indent=2).encode()).decode())
+    assert "FunctionError" not in resp, out
+    assert out["clientContext"]["custom"] == {"tenant": "acme"}
+    assert out["clientContext"]["env"] == {"locale": "de"}
+
+
+# Node.js init failures, as AWS's runtime (aws-lambda-nodejs-runtime-interface-client,
+# UserFunction.js) classifies them: a SyntaxError while loading → Runtime.UserCodeSyntaxError;
+# MODULE_NOT_FOUND → Runtime.ImportModuleError; nothing exported under the name →
+# Runtime.HandlerNotFound ("<handler> is undefined or not exported").
+NODE_INIT_FAILURES = {
+    "missing-module": ({"index.js": "exports.handler = async () => 1;\n"}, "missing.handler",
+                       "Runtime.ImportModuleError", "Cannot find module"),
+    "missing-required-module": ({"index.js": "require('serval-no-such-package');\nexports.handler = async () => 1;\n"},
+                                "index.handler", "Runtime.ImportModuleError", "serval-no-such-package"),
+    "not-exported": ({"index.js": "const handler = async () => 1;\nmodule.exports = { other: handler };\n"},
+                     "index.handler", "Runtime.HandlerNotFound", "index.handler is undefined or not exported"),
+    "not-a-function": ({"index.js": "exports.handler = 42;\n"}, "index.handler",
+                       "Runtime.HandlerNotFound", "index.handler is not a function"),
+    "syntax-error-cjs": ({"index.js": "exports.handler = async (event) => { return ;;; ) };\n"}, "index.handler",
+                         "Runtime.UserCodeSyntaxError", "SyntaxError"),
+    "syntax-error-esm": ({"index.mjs": "export const handler = async (event) => { return (; };\n"}, "index.handler",
+                         "Runtime.UserCodeSyntaxError", "SyntaxError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_INIT_FAILURES))
+def test_node_init_failures_have_aws_error_types(lam, case):
+    from serval_e2e import make_zip
+
+    files, handler, error_type, message_part = NODE_INIT_FAILURES[case]
+    name = create_function(lam, make_zip(files), runtime=NODE_RUNTIME, handler=handler)
+    for _ in range(2):  # an init failure is not cached: the next invoke tries again
+        resp, out = invoke(lam, name, {})
+        assert resp["StatusCode"] == 200
+        assert resp.get("FunctionError") == "Unhandled", out
+        assert out["errorType"] == error_type, out
+        assert message_part in out["errorMessage"], out

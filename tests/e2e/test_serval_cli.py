@@ -150,3 +150,82 @@ def test_logs_follow_streams_new_lines(server, src_dir):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+# A clock shim for one client process: it sees the wall clock `SERVAL_TEST_CLOCK_OFFSET_S`
+# seconds ahead, as if the user ran the command that much later. Only the CLI is shifted; the
+# server and the stored timestamps keep the real time.
+CLOCK_SHIM_C = r"""
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static long offset_s(void) {
+    const char *s = getenv("SERVAL_TEST_CLOCK_OFFSET_S");
+    return s ? atol(s) : 0;
+}
+
+int clock_gettime(clockid_t clk, struct timespec *ts) {
+    long rc = syscall(SYS_clock_gettime, clk, ts);
+    if (rc == 0 && (clk == CLOCK_REALTIME || clk == CLOCK_REALTIME_COARSE)) ts->tv_sec += offset_s();
+    return (int)rc;
+}
+
+int gettimeofday(struct timeval *tv, void *tz) {
+    struct timespec ts;
+    int rc = clock_gettime(CLOCK_REALTIME, &ts);
+    if (rc == 0 && tv) { tv->tv_sec = ts.tv_sec; tv->tv_usec = ts.tv_nsec / 1000; }
+    return rc;
+}
+
+time_t time(time_t *t) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (t) *t = ts.tv_sec;
+    return ts.tv_sec;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def clock_shim(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler to build the clock shim that makes the CLI run 'later'")
+    d = tmp_path_factory.mktemp("clock-shim")
+    (d / "shim.c").write_text(CLOCK_SHIM_C)
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(d / "shim.so"), str(d / "shim.c")],
+                   check=True, capture_output=True, timeout=120)
+    return d / "shim.so"
+
+
+def run_serval_later(endpoint, shim, hours, *args):
+    import os
+
+    env = dict(os.environ, **CLIENT_ENV)
+    env.update(NO_COLOR="1", SERVAL_ENDPOINT=endpoint, LD_PRELOAD=str(shim),
+               SERVAL_TEST_CLOCK_OFFSET_S=str(int(hours * 3600)))
+    proc = subprocess.run([str(SERVAL_BIN), *args], env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def test_logs_without_since_prints_everything_retained(server, src_dir, clock_shim):
+    name = unique_name("clilogsold")
+    run_serval(server.endpoint, "deploy", str(src_dir), "--name", name, "--runtime", PY_RUNTIME, "--handler", "app.log_lines")
+    run_serval(server.endpoint, "invoke", name, "--payload", '{"marker": "long-ago"}')
+    wait_for(lambda: "REPORT RequestId:" in run_serval(server.endpoint, "logs", name).stdout, 30,
+             what="the invocation's lines to be stored")
+
+    # The shim works: three hours "later", the last minute holds none of those lines.
+    recent = run_serval_later(server.endpoint, clock_shim, 3, "logs", name, "--since", "1m")
+    assert "stdout line long-ago" not in recent, "the clock shim did not shift the CLI's clock"
+
+    # Without --since, everything retained is shown, however long ago it was written.
+    out = run_serval_later(server.endpoint, clock_shim, 3, "logs", name)
+    assert "stdout line long-ago" in out, out
+    assert "START RequestId:" in out and "REPORT RequestId:" in out, out

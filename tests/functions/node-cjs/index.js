@@ -12,7 +12,9 @@ function describe(event, context, style) {
     functionName: context.functionName,
     functionVersion: context.functionVersion,
     invokedFunctionArn: context.invokedFunctionArn,
-    memoryLimitInMB: String(context.memoryLimitInMB),
+    // AWS's runtime passes the environment's string through ('128'), not a number.
+    memoryLimitInMB: context.memoryLimitInMB,
+    memoryLimitType: typeof context.memoryLimitInMB,
     logGroupName: context.logGroupName,
     logStreamName: context.logStreamName,
     remaining: context.getRemainingTimeInMillis(),
@@ -49,4 +51,13 @@ exports.throws = async (event) => {
 // Callback with an error.
 exports.callbackError = function (event, context, callback) {
   callback(new Error('callback failure'));
+};
+
+// The execution environment as the function sees it.
+exports.envProbe = async (event, context) => {
+  const keys = ['AWS_EXECUTION_ENV', 'AWS_DEFAULT_REGION', 'AWS_REGION', 'TZ', 'LAMBDA_TASK_ROOT',
+    'LAMBDA_RUNTIME_DIR', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_LAMBDA_LOG_STREAM_NAME', '_HANDLER'];
+  const env = {};
+  for (const k of keys) env[k] = process.env[k] === undefined ? null : process.env[k];
+  return { env, logStreamName: context.logStreamName, requestId: context.awsRequestId };
 };

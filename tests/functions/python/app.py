@@ -74,6 +74,20 @@ def _tmp_counter():
     return n
 
 
+def _identity(context):
+    """`context.identity` as AWS's runtime gives it: an object whose two fields are None
+    unless the caller was a Cognito identity; reported as None if the attribute is absent."""
+    if not hasattr(context, "identity"):
+        return "missing"
+    ident = context.identity
+    if ident is None:
+        return None
+    return {
+        "cognito_identity_id": getattr(ident, "cognito_identity_id", "missing"),
+        "cognito_identity_pool_id": getattr(ident, "cognito_identity_pool_id", "missing"),
+    }
+
+
 def echo(event, context):
     """Returns the event, what the context says, the environment, and reuse counters."""
     global COUNTER
@@ -92,12 +106,15 @@ def echo(event, context):
             "function_name": context.function_name,
             "function_version": context.function_version,
             "invoked_function_arn": context.invoked_function_arn,
-            "memory_limit_in_mb": str(context.memory_limit_in_mb),
+            # AWS's runtime passes the environment's string through (`"128"`), not an int.
+            "memory_limit_in_mb": context.memory_limit_in_mb,
+            "memory_limit_type": type(context.memory_limit_in_mb).__name__,
             "aws_request_id": context.aws_request_id,
             "log_group_name": context.log_group_name,
             "log_stream_name": context.log_stream_name,
             "remaining_time_in_millis": context.get_remaining_time_in_millis(),
             "client_context": client_context,
+            "identity": _identity(context),
         },
         "env": {k: os.environ.get(k) for k in ENV_KEYS},
         "user_env": {k: v for k, v in os.environ.items() if k.startswith("USER_")},
@@ -191,3 +208,37 @@ def huge(event, context):
 def whoami(event, context):
     """Small answer with the pid and code version; for reuse and code-update checks."""
     return {"pid": os.getpid(), "version": _package_version(), "counter": COUNTER}
+
+
+def env_probe(event, context):
+    """The execution environment as the function sees it: variables and what they point at."""
+    keys = ENV_KEYS + ["AWS_EXECUTION_ENV", "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_INITIALIZATION_TYPE"]
+    env = {k: os.environ.get(k) for k in keys}
+    task_root = env.get("LAMBDA_TASK_ROOT") or ""
+    runtime_dir = env.get("LAMBDA_RUNTIME_DIR") or ""
+    return {
+        "env": env,
+        "task_root_has_handler": os.path.isfile(os.path.join(task_root, "app.py")),
+        "runtime_dir_is_dir": bool(runtime_dir) and os.path.isdir(runtime_dir),
+        "log_stream_name": context.log_stream_name,
+        "request_id": context.aws_request_id,
+        "local_time_offset": time.localtime().tm_gmtoff,
+    }
+
+
+def sleep_then_mark(event, context):
+    """Sleeps `seconds`, then writes `marker` into SERVAL_TEST_DIR: proves the invocation ran
+    to its end (e.g. after the caller hung up)."""
+    _record("started-" + event["marker"], {"request_id": context.aws_request_id, "pid": os.getpid()})
+    time.sleep(float(event.get("seconds", 2)))
+    _record(event["marker"], {"request_id": context.aws_request_id, "pid": os.getpid()})
+    print(f"marker {event['marker']} written")
+    return {"marker": event["marker"]}
+
+
+def exit_with_child(event, context):
+    """Starts `sleep 60`, records its pid, then kills the runtime (Runtime.ExitError)."""
+    child = subprocess.Popen(["sleep", "60"])
+    _record("child.json", {"pid": os.getpid(), "child_pid": child.pid})
+    sys.stdout.flush()
+    os._exit(3)
