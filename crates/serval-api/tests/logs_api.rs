@@ -11,12 +11,25 @@ use serval_store::LogEvent;
 const GROUP: &str = "/aws/lambda/f";
 const STREAM: &str = "2024/01/01/[$LATEST]0123456789abcdef0123456789abcdef";
 
+/// A fixed recent instant (an hour ago, rounded down to the hour) for test events: old
+/// enough to be in the past, recent enough that log retention keeps them.
+fn base_ms() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        (now / 3_600_000 - 1) * 3_600_000
+    })
+}
+
 fn seed(h: &Harness) {
     let events: Vec<LogEvent> = ["START RequestId: 1", "hello world", "END RequestId: 1"]
         .iter()
         .enumerate()
         .map(|(i, m)| LogEvent {
-            timestamp_ms: 1_700_000_000_000 + i as i64,
+            timestamp_ms: base_ms() + i as i64,
             message: (*m).to_owned(),
         })
         .collect();
@@ -26,7 +39,7 @@ fn seed(h: &Harness) {
             "/aws/lambda/g",
             "s",
             &[LogEvent {
-                timestamp_ms: 1_700_000_000_000,
+                timestamp_ms: base_ms(),
                 message: "other".into(),
             }],
         )
@@ -108,8 +121,8 @@ async fn describes_streams_and_gets_events() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let s = &r.json()["logStreams"][0];
     assert_eq!(s["logStreamName"], STREAM);
-    assert_eq!(s["firstEventTimestamp"], 1_700_000_000_000i64);
-    assert_eq!(s["lastEventTimestamp"], 1_700_000_000_002i64);
+    assert_eq!(s["firstEventTimestamp"], base_ms());
+    assert_eq!(s["lastEventTimestamp"], base_ms() + 2);
     assert!(s["arn"]
         .as_str()
         .unwrap()
@@ -207,7 +220,7 @@ async fn filters_events_by_pattern() {
     let all = h
         .logs(
             "FilterLogEvents",
-            json!({"logGroupName": GROUP, "startTime": 1_700_000_000_001i64}),
+            json!({"logGroupName": GROUP, "startTime": base_ms() + 1}),
         )
         .await
         .json();
