@@ -270,6 +270,7 @@ async fn get_log_events(state: ApiState, req: GetLogEventsRequest) -> Result<Res
                 timestamp: e.timestamp_ms,
                 message: e.message,
                 ingestion_time: e.ingestion_time_ms,
+                request_id: e.request_id,
             })
             .collect(),
         next_forward_token: page.next_forward_token,
@@ -311,6 +312,7 @@ async fn filter_log_events(
                 message: e.message,
                 ingestion_time: e.ingestion_time_ms,
                 event_id: e.event_id,
+                request_id: e.request_id,
             })
             .collect(),
         searched_log_streams: Vec::new(),

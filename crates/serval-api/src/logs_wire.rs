@@ -3,6 +3,9 @@
 //!
 //! Requests ignore members Serval does not know, as AWS does. Numbers arrive as `i64` so
 //! out-of-range values get AWS's wording from the handlers rather than a serde error.
+//!
+//! One extension: events carry `requestId`, the invocation that produced the line, when there
+//! is one. CloudWatch's shapes have no such member; SDKs skip members they do not model.
 
 use serde::{Deserialize, Serialize};
 
@@ -139,6 +142,9 @@ pub struct OutputLogEvent {
     pub timestamp: i64,
     pub message: String,
     pub ingestion_time: i64,
+    /// Serval extension: the invocation that produced the line; omitted when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `FilterLogEvents`' response.
@@ -161,4 +167,7 @@ pub struct FilteredLogEvent {
     pub message: String,
     pub ingestion_time: i64,
     pub event_id: String,
+    /// Serval extension: the invocation that produced the line; omitted when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }

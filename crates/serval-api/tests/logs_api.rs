@@ -10,6 +10,8 @@ use serval_store::LogEvent;
 
 const GROUP: &str = "/aws/lambda/f";
 const STREAM: &str = "2024/01/01/[$LATEST]0123456789abcdef0123456789abcdef";
+/// The request id the seeded invocation's lines carry.
+const RID: &str = "c0ffee00-1234-4567-89ab-0123456789ab";
 
 /// A fixed recent instant (an hour ago, rounded down to the hour) for test events: old
 /// enough to be in the past, recent enough that log retention keeps them.
@@ -25,14 +27,20 @@ fn base_ms() -> i64 {
 }
 
 fn seed(h: &Harness) {
-    let events: Vec<LogEvent> = ["START RequestId: 1", "hello world", "END RequestId: 1"]
-        .iter()
-        .enumerate()
-        .map(|(i, m)| LogEvent {
-            timestamp_ms: base_ms() + i as i64,
-            message: (*m).to_owned(),
-        })
-        .collect();
+    let rid: std::sync::Arc<str> = RID.into();
+    let events: Vec<LogEvent> = [
+        format!("START RequestId: {RID}"),
+        "hello world".to_owned(),
+        format!("END RequestId: {RID}"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, message)| LogEvent {
+        timestamp_ms: base_ms() + i as i64,
+        message,
+        request_id: Some(rid.clone()),
+    })
+    .collect();
     h.store.append_log_events(GROUP, STREAM, &events).unwrap();
     h.store
         .append_log_events(
@@ -41,6 +49,7 @@ fn seed(h: &Harness) {
             &[LogEvent {
                 timestamp_ms: base_ms(),
                 message: "other".into(),
+                request_id: None,
             }],
         )
         .unwrap();
@@ -144,9 +153,17 @@ async fn describes_streams_and_gets_events() {
         .collect();
     assert_eq!(
         messages,
-        ["START RequestId: 1", "hello world", "END RequestId: 1"]
+        [
+            format!("START RequestId: {RID}"),
+            "hello world".to_owned(),
+            format!("END RequestId: {RID}")
+        ]
     );
     assert!(page["events"][0]["ingestionTime"].as_i64().unwrap() > 0);
+    // Serval's extension: each event names the invocation that produced it.
+    for e in page["events"].as_array().unwrap() {
+        assert_eq!(e["requestId"], RID, "{e}");
+    }
     assert!(page["nextForwardToken"].as_str().unwrap().starts_with("f/"));
     assert!(page["nextBackwardToken"]
         .as_str()
@@ -215,7 +232,42 @@ async fn filters_events_by_pattern() {
     assert_eq!(events[0]["message"], "hello world");
     assert_eq!(events[0]["logStreamName"], STREAM);
     assert!(events[0]["eventId"].is_string());
+    assert_eq!(events[0]["requestId"], RID);
     assert_eq!(j["searchedLogStreams"], json!([]));
+
+    // A request id as the pattern finds the invocation's own lines, not only START/END.
+    let by_id = h
+        .logs(
+            "FilterLogEvents",
+            json!({"logGroupName": GROUP, "filterPattern": RID}),
+        )
+        .await
+        .json();
+    let messages: Vec<&str> = by_id["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 3, "{by_id}");
+    assert!(messages.contains(&"hello world"), "{by_id}");
+
+    // A line of no invocation has no `requestId` member at all.
+    let other = h
+        .logs("FilterLogEvents", json!({"logGroupName": "/aws/lambda/g"}))
+        .await
+        .json();
+    let e = &other["events"][0];
+    assert_eq!(e["message"], "other");
+    assert!(e.get("requestId").is_none(), "{e}");
+    let other = h
+        .logs(
+            "GetLogEvents",
+            json!({"logGroupName": "/aws/lambda/g", "logStreamName": "s"}),
+        )
+        .await
+        .json();
+    assert!(other["events"][0].get("requestId").is_none(), "{other}");
 
     let all = h
         .logs(

@@ -419,6 +419,8 @@ async fn start(
     });
     let capture =
         Arc::new(LogCapture::new(reader, shared.logs.clone(), stream.clone()).map_err(setup)?);
+    // Init output belongs to the request that caused the cold start, as on AWS.
+    capture.begin_invocation(request_id);
     if tail {
         capture.start_tail();
     }
@@ -567,6 +569,7 @@ fn finish_failed(
         peak,
         Some(elapsed),
     ));
+    capture.end_invocation();
     encode_tail(capture.take_tail())
 }
 
@@ -627,6 +630,7 @@ impl Environment {
         if req.log_tail {
             self.capture.start_tail();
         }
+        self.capture.begin_invocation(request_id);
         self.capture.system_line(format!(
             "START RequestId: {request_id} Version: {}",
             spec.config.version
@@ -760,6 +764,7 @@ impl Environment {
             peak,
             self.init_duration.take(),
         ));
+        self.capture.end_invocation();
         self.last_used = Instant::now();
         Run {
             result,

@@ -4,7 +4,12 @@
 //! while idle, and synchronously right after a result arrives, so every line written before the
 //! runtime posted its result is attributed to that invocation), frames invocations with Serval's
 //! `START`/`END`/`REPORT` lines, and keeps the last 4 KB for `LogType: Tail` when asked. Lines go
-//! to one [`LogWriter`] thread that appends them to the store in batches. Everything is bounded:
+//! to one [`LogWriter`] thread that appends them to the store in batches.
+//!
+//! Every line carries the request id of the invocation running when it was read
+//! ([`LogCapture::begin_invocation`] to [`LogCapture::end_invocation`], init of a cold start
+//! included); lines read between invocations (a background thread's) carry none. The id is one
+//! shared `Arc<str>` per invocation, so tagging a line costs a reference count, not a copy. Everything is bounded:
 //! a line is cut at 256 KB, and when the writer falls behind, lines are dropped and counted
 //! rather than queued without end.
 //!
@@ -18,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serval_model::limits::LOG_TAIL_MAX_BYTES;
+use serval_model::RequestId;
 use std::collections::HashMap;
 
 use serval_store::{LogEvent, Store, StreamEvents};
@@ -46,6 +52,7 @@ pub struct StreamId {
     pub stream: String,
 }
 
+/// A message for the writer thread.
 enum WriterMsg {
     Line {
         stream: Arc<StreamId>,
@@ -85,7 +92,13 @@ impl LogWriter {
         })
     }
 
-    fn send(&self, stream: &Arc<StreamId>, timestamp_ms: i64, message: String) {
+    fn send(
+        &self,
+        stream: &Arc<StreamId>,
+        timestamp_ms: i64,
+        request_id: Option<Arc<str>>,
+        message: String,
+    ) {
         let len = message.len();
         if self.queued_bytes.fetch_add(len, Ordering::AcqRel) + len > WRITER_QUEUE_BYTES {
             self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
@@ -97,6 +110,7 @@ impl LogWriter {
             event: LogEvent {
                 timestamp_ms,
                 message,
+                request_id,
             },
         };
         match self.tx.try_send(msg) {
@@ -215,6 +229,8 @@ struct CaptureState {
     partial: Vec<u8>,
     tail: Option<Vec<u8>>,
     closed: bool,
+    /// The running invocation's request id, given to every line read while it is set.
+    request_id: Option<Arc<str>>,
 }
 
 /// One environment's output pipe and where its lines go.
@@ -240,6 +256,7 @@ impl LogCapture {
                 partial: Vec::new(),
                 tail: None,
                 closed: false,
+                request_id: None,
             }),
             writer,
             stream,
@@ -314,17 +331,37 @@ impl LogCapture {
             push_tail(tail, line);
         }
         let message = String::from_utf8_lossy(line).into_owned();
-        self.writer.send(&self.stream, now_ms(), message);
+        self.writer
+            .send(&self.stream, now_ms(), st.request_id.clone(), message);
     }
 
-    /// Records one of Serval's own lines (`START`, `END`, `REPORT`) in the stream.
+    /// Records one of Serval's own lines (`START`, `END`, `REPORT`) in the stream, tagged with
+    /// the running invocation's request id.
     pub fn system_line(&self, line: String) {
         let mut st = self.lock();
         if let Some(tail) = st.tail.as_mut() {
             push_tail(tail, line.as_bytes());
         }
+        let request_id = st.request_id.clone();
         drop(st);
-        self.writer.send(&self.stream, now_ms(), line);
+        self.writer.send(&self.stream, now_ms(), request_id, line);
+    }
+
+    /// Attributes every line read from now on (the runtime's and Serval's own) to
+    /// `request_id`, until [`end_invocation`](Self::end_invocation). Called where an
+    /// invocation starts, and already when a cold start begins, so that init output belongs
+    /// to the request that caused it; calling it again with the same id keeps the tag.
+    pub fn begin_invocation(&self, request_id: &RequestId) {
+        let mut st = self.lock();
+        if st.request_id.as_deref() != Some(request_id.as_str()) {
+            st.request_id = Some(Arc::from(request_id.as_str()));
+        }
+    }
+
+    /// Lines read from now on belong to no invocation (until the next `begin_invocation`).
+    /// Called after the invocation's `END` and `REPORT` lines.
+    pub fn end_invocation(&self) {
+        self.lock().request_id = None;
     }
 
     /// Starts keeping the invocation's last 4 KB for `LogType: Tail`.
@@ -403,6 +440,70 @@ mod tests {
         assert!(!cap.drain(), "closed pipe is reported");
         let tail = String::from_utf8(cap.take_tail().unwrap()).unwrap();
         assert_eq!(tail, "one\ntwo\nEND\nthree\n");
+    }
+
+    #[tokio::test]
+    async fn tags_lines_with_the_running_invocations_request_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cap, mut w, store, writer) = capture(dir.path());
+        let (r1, r2) = (RequestId::new(), RequestId::new());
+        // A cold start: init output belongs to the request that caused it.
+        cap.begin_invocation(&r1);
+        w.write_all(b"init\n").unwrap();
+        assert!(cap.drain());
+        cap.begin_invocation(&r1);
+        cap.system_line(format!("START RequestId: {r1}"));
+        w.write_all(b"handler one\n").unwrap();
+        assert!(cap.drain());
+        cap.system_line(format!("END RequestId: {r1}"));
+        cap.end_invocation();
+        w.write_all(b"background\n").unwrap();
+        assert!(cap.drain());
+        cap.begin_invocation(&r2);
+        w.write_all(b"handler two\n").unwrap();
+        assert!(cap.drain());
+        cap.end_invocation();
+        writer.flush_blocking();
+
+        let page = store
+            .get_log_events(&serval_store::GetLogEventsQuery {
+                group: "/aws/lambda/f".into(),
+                stream: "s".into(),
+                start_from_head: true,
+                ..Default::default()
+            })
+            .unwrap();
+        let got: Vec<(String, Option<String>)> = page
+            .events
+            .into_iter()
+            .map(|e| (e.message, e.request_id))
+            .collect();
+        let one = Some(r1.to_string());
+        assert_eq!(
+            got,
+            [
+                ("init".to_owned(), one.clone()),
+                (format!("START RequestId: {r1}"), one.clone()),
+                ("handler one".to_owned(), one.clone()),
+                (format!("END RequestId: {r1}"), one),
+                ("background".to_owned(), None),
+                ("handler two".to_owned(), Some(r2.to_string())),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn lines_of_one_invocation_share_one_request_id_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cap, _w, _store, _writer) = capture(dir.path());
+        let id = RequestId::new();
+        cap.begin_invocation(&id);
+        let first = cap.lock().request_id.clone().unwrap();
+        cap.begin_invocation(&id);
+        let again = cap.lock().request_id.clone().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "same id, same allocation");
+        cap.end_invocation();
+        assert!(cap.lock().request_id.is_none());
     }
 
     #[tokio::test]

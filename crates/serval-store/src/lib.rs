@@ -33,7 +33,7 @@ pub use error::{CodeError, StoreError};
 pub use logs::{
     DescribeLogStreamsQuery, FilterLogEventsQuery, FilteredEventsPage, FilteredLogEvent,
     GetLogEventsQuery, LogEvent, LogEventsPage, LogGroupInfo, LogStreamInfo, LogStreamOrder,
-    OutputLogEvent, StreamEvents, LOG_EVENTS_MAX_LIMIT,
+    OutputLogEvent, StreamEvents, LOG_EVENTS_MAX_LIMIT, REQUEST_ID_MAX_BYTES,
 };
 
 /// File name of the metadata database inside the data directory.

@@ -12,15 +12,21 @@
 //! group `storedBytes` consistent and keep empty streams, as CloudWatch does.
 //!
 //! Storage: an appended batch becomes one `log_chunks` row per stream holding the events
-//! encoded back to back (`i64` timestamp, `u32` length, UTF-8 message, little-endian), so
-//! appending 500 lines costs one row and one transaction; queries decode chunks and filter the
-//! events. An event's position is `(chunk id, index in chunk)`: events of a stream keep append
+//! encoded back to back (`i64` timestamp, `u8` request id length (0: none), the request id,
+//! `u32` message length, UTF-8 message; little-endian), so appending 500 lines costs one row
+//! and one transaction; queries decode chunks and filter the events. An event's position is `(chunk id, index in chunk)`: events of a stream keep append
 //! order, and positions are what tokens and event ids are made of.
+//!
+//! Request ids: each event may carry the id of the invocation that produced it (a Serval
+//! extension; CloudWatch's text events have none). FilterLogEvents treats it as searchable: a
+//! pattern term equal to an event's request id matches that event, so filtering by a request
+//! id finds the function's own lines of that invocation, not only `START`/`END`/`REPORT`.
 //!
 //! Not for: capturing a function's output, truncating long lines or rate-limiting a noisy
 //! function (the engine's log writer does that), metric filters or Logs Insights.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -47,6 +53,10 @@ const FILTER_SCAN_MAX_CHUNKS: usize = 5_000;
 const DESCRIBE_MAX_LIMIT: usize = 50;
 /// Cached stream ids kept beside the writer before the cache is dropped and refilled.
 const STREAM_ID_CACHE_MAX: usize = 10_000;
+/// Longest request id an event may carry (Serval's are 36-byte UUIDs).
+pub const REQUEST_ID_MAX_BYTES: usize = 64;
+/// Bytes of an encoded event besides its request id and message: timestamp, lengths.
+const EVENT_HEADER_BYTES: usize = 8 + 1 + 4;
 
 /// One stream's events in a multi-stream append.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +73,9 @@ pub struct LogEvent {
     pub timestamp_ms: i64,
     /// The line, without its trailing newline.
     pub message: String,
+    /// The invocation that produced the line, if any (1..=64 bytes); shared, because every
+    /// line of one invocation carries the same id.
+    pub request_id: Option<Arc<str>>,
 }
 
 /// An event as GetLogEvents returns it (`OutputLogEvent`).
@@ -72,6 +85,8 @@ pub struct OutputLogEvent {
     pub message: String,
     /// When the store received the event's batch, in ms since the Unix epoch.
     pub ingestion_time_ms: i64,
+    /// The invocation that produced the line, if any.
+    pub request_id: Option<String>,
 }
 
 /// GetLogEvents' parameters.
@@ -121,7 +136,8 @@ pub struct FilterLogEventsQuery {
     pub end_time_ms: Option<i64>,
     /// `filterPattern`: whitespace-separated terms that must all appear (case-sensitive);
     /// `"quoted phrases"`; `?term` of which at least one must appear; `-term` that must not.
-    /// JSON (`{ ... }`) and space-delimited (`[ ... ]`) patterns are not supported.
+    /// A term also "appears" in an event whose request id equals it. JSON (`{ ... }`) and
+    /// space-delimited (`[ ... ]`) patterns are not supported.
     pub filter_pattern: Option<String>,
     /// `nextToken` from a previous page of the same query.
     pub next_token: Option<String>,
@@ -138,6 +154,8 @@ pub struct FilteredLogEvent {
     pub ingestion_time_ms: i64,
     /// Unique within the log group; stable across calls (clients de-duplicate on it).
     pub event_id: String,
+    /// The invocation that produced the line, if any.
+    pub request_id: Option<String>,
 }
 
 /// FilterLogEvents' result: events of all matching streams in the order they were appended.
@@ -233,56 +251,118 @@ fn pos(chunk_id: i64, index: usize) -> Pos {
     (chunk_id << POS_INDEX_BITS) | index as i64
 }
 
-/// Encodes events into a chunk's blob.
+/// Encodes events into a chunk's blob. Request ids must already be checked
+/// ([`check_request_ids`]).
 fn encode_events(events: &[LogEvent]) -> Vec<u8> {
-    let size: usize = events.iter().map(|e| 12 + e.message.len()).sum();
+    let size: usize = events
+        .iter()
+        .map(|e| {
+            EVENT_HEADER_BYTES + e.request_id.as_ref().map_or(0, |r| r.len()) + e.message.len()
+        })
+        .sum();
     let mut out = Vec::with_capacity(size);
     for e in events {
         out.extend_from_slice(&e.timestamp_ms.to_le_bytes());
+        let id = e.request_id.as_deref().unwrap_or("");
+        out.push(u8::try_from(id.len()).expect("request ids are checked before encoding"));
+        out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(&(e.message.len() as u32).to_le_bytes());
         out.extend_from_slice(e.message.as_bytes());
     }
     out
 }
 
-/// Decodes a chunk's blob, handing each `(index, timestamp, message)` to `f`; `f` returns
-/// `false` to stop early.
+/// Refuses events whose request id is empty or longer than [`REQUEST_ID_MAX_BYTES`].
+fn check_request_ids(events: &[LogEvent]) -> Result<(), StoreError> {
+    match events
+        .iter()
+        .filter_map(|e| e.request_id.as_deref())
+        .find(|id| id.is_empty() || id.len() > REQUEST_ID_MAX_BYTES)
+    {
+        Some(id) => Err(StoreError::InvalidParameter {
+            message: format!(
+                "log event request id of {} bytes is not within 1..={REQUEST_ID_MAX_BYTES}",
+                id.len()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// One event as a chunk's blob holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RawEvent<'a> {
+    timestamp_ms: i64,
+    request_id: Option<&'a str>,
+    message: &'a str,
+}
+
+/// Decodes a chunk's blob, handing each `(index, event)` to `f`; `f` returns `false` to stop
+/// early. A malformed blob is `StoreError::Corrupt`.
 fn decode_events(
     chunk_id: i64,
     data: &[u8],
-    mut f: impl FnMut(usize, i64, &str) -> bool,
+    mut f: impl FnMut(usize, RawEvent<'_>) -> bool,
 ) -> Result<(), StoreError> {
-    let corrupt = || StoreError::Corrupt {
+    let corrupt = |why: &str| StoreError::Corrupt {
         what: format!("log chunk {chunk_id}"),
-        source: "truncated or malformed event encoding".into(),
+        source: format!("malformed event encoding: {why}").into(),
+    };
+    let utf8 = |source: std::str::Utf8Error| StoreError::Corrupt {
+        what: format!("log chunk {chunk_id}"),
+        source: Box::new(source),
     };
     let mut rest = data;
     let mut index = 0;
     while !rest.is_empty() {
-        if rest.len() < 12 {
-            return Err(corrupt());
+        let (ts, after) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| corrupt("truncated timestamp"))?;
+        let (&id_len, after) = after
+            .split_first()
+            .ok_or_else(|| corrupt("truncated request id length"))?;
+        let id_len = usize::from(id_len);
+        if id_len > REQUEST_ID_MAX_BYTES {
+            return Err(corrupt("request id too long"));
         }
-        let ts = i64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
-        let len = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes")) as usize;
-        let body = rest.get(12..12 + len).ok_or_else(corrupt)?;
-        let message = std::str::from_utf8(body).map_err(|source| StoreError::Corrupt {
-            what: format!("log chunk {chunk_id}"),
-            source: Box::new(source),
-        })?;
-        if !f(index, ts, message) {
+        if after.len() < id_len {
+            return Err(corrupt("truncated request id"));
+        }
+        let (id, after) = after.split_at(id_len);
+        let (len, after) = after
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt("truncated message length"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if after.len() < len {
+            return Err(corrupt("truncated message"));
+        }
+        let (body, after) = after.split_at(len);
+        let event = RawEvent {
+            timestamp_ms: i64::from_le_bytes(*ts),
+            request_id: match id_len {
+                0 => None,
+                _ => Some(std::str::from_utf8(id).map_err(utf8)?),
+            },
+            message: std::str::from_utf8(body).map_err(utf8)?,
+        };
+        if !f(index, event) {
             return Ok(());
         }
-        rest = &rest[12 + len..];
+        rest = after;
         index += 1;
     }
     Ok(())
 }
 
-/// Decodes all of a chunk's events, in order.
-fn decode_all(chunk_id: i64, data: &[u8]) -> Result<Vec<(i64, String)>, StoreError> {
+/// Decodes all of a chunk's events, in order, with `ingestion_ms` as their ingestion time.
+fn decode_all(
+    chunk_id: i64,
+    data: &[u8],
+    ingestion_ms: i64,
+) -> Result<Vec<OutputLogEvent>, StoreError> {
     let mut out = Vec::new();
-    decode_events(chunk_id, data, |_, ts, m| {
-        out.push((ts, m.to_owned()));
+    decode_events(chunk_id, data, |_, e| {
+        out.push(output(e, ingestion_ms));
         true
     })?;
     Ok(out)
@@ -380,10 +460,14 @@ impl FilterPattern {
         Ok(out)
     }
 
-    fn matches(&self, message: &str) -> bool {
-        self.required.iter().all(|t| message.contains(t.as_str()))
-            && (self.any.is_empty() || self.any.iter().any(|t| message.contains(t.as_str())))
-            && !self.excluded.iter().any(|t| message.contains(t.as_str()))
+    /// Whether `event` matches: a term appears in it when its message contains the term or
+    /// its request id equals the term.
+    fn matches(&self, event: &RawEvent<'_>) -> bool {
+        let appears =
+            |t: &String| event.message.contains(t.as_str()) || event.request_id == Some(t.as_str());
+        self.required.iter().all(appears)
+            && (self.any.is_empty() || self.any.iter().any(appears))
+            && !self.excluded.iter().any(appears)
     }
 }
 
@@ -418,6 +502,9 @@ impl Store {
     pub fn append_log_batch(&self, batch: &[StreamEvents<'_>]) -> Result<(), StoreError> {
         if batch.iter().all(|b| b.events.is_empty()) {
             return Ok(());
+        }
+        for b in batch {
+            check_request_ids(b.events)?;
         }
         let now = now_ms();
         let mut guard = self.writer();
@@ -500,17 +587,17 @@ impl Store {
                         .and_then(|v| Ok(v.as_blob()?))
                         .map_err(StoreError::db("read log events"))?;
                     let mut full = false;
-                    decode_events(id, data, |i, ts, m| {
+                    decode_events(id, data, |i, e| {
                         let p = pos(id, i);
-                        if p <= after || !in_range(ts) {
+                        if p <= after || !in_range(e.timestamp_ms) {
                             return true;
                         }
-                        if !events.is_empty() && bytes + event_bytes(m) > PAGE_MAX_BYTES {
+                        if !events.is_empty() && bytes + event_bytes(e.message) > PAGE_MAX_BYTES {
                             full = true;
                             return false;
                         }
-                        bytes += event_bytes(m);
-                        events.push((p, output(ts, m, ingestion)));
+                        bytes += event_bytes(e.message);
+                        events.push((p, output(e, ingestion)));
                         full = events.len() >= limit;
                         !full
                     })?;
@@ -539,23 +626,20 @@ impl Store {
                         .get_ref(2)
                         .and_then(|v| Ok(v.as_blob()?))
                         .map_err(StoreError::db("read log events"))?;
-                    for (i, (ts, m)) in decode_all(id, data)?.into_iter().enumerate().rev() {
+                    for (i, e) in decode_all(id, data, ingestion)?
+                        .into_iter()
+                        .enumerate()
+                        .rev()
+                    {
                         let p = pos(id, i);
-                        if p >= before || !in_range(ts) {
+                        if p >= before || !in_range(e.timestamp_ms) {
                             continue;
                         }
-                        if !events.is_empty() && bytes + event_bytes(&m) > PAGE_MAX_BYTES {
+                        if !events.is_empty() && bytes + event_bytes(&e.message) > PAGE_MAX_BYTES {
                             break 'chunks;
                         }
-                        bytes += event_bytes(&m);
-                        events.push((
-                            p,
-                            OutputLogEvent {
-                                timestamp_ms: ts,
-                                message: m,
-                                ingestion_time_ms: ingestion,
-                            },
-                        ));
+                        bytes += event_bytes(&e.message);
+                        events.push((p, e));
                         if events.len() >= limit {
                             break 'chunks;
                         }
@@ -670,26 +754,28 @@ impl Store {
                 .and_then(|v| Ok(v.as_blob()?))
                 .map_err(StoreError::db("filter log events"))?;
             let mut stop = false;
-            decode_events(chunk.id, data, |i, ts, m| {
+            decode_events(chunk.id, data, |i, e| {
                 let p = pos(chunk.id, i);
-                if p <= after || ts < start || ts >= end || !pattern.matches(m) {
+                let ts = e.timestamp_ms;
+                if p <= after || ts < start || ts >= end || !pattern.matches(&e) {
                     return true;
                 }
                 if events.len() >= limit
-                    || (!events.is_empty() && bytes + event_bytes(m) > PAGE_MAX_BYTES)
+                    || (!events.is_empty() && bytes + event_bytes(e.message) > PAGE_MAX_BYTES)
                 {
                     // One more match exists: the search is not finished.
                     stop = true;
                     return false;
                 }
-                bytes += event_bytes(m);
+                bytes += event_bytes(e.message);
                 last_returned = p;
                 events.push(FilteredLogEvent {
                     log_stream_name: stream_name.clone(),
                     timestamp_ms: ts,
-                    message: m.to_owned(),
+                    message: e.message.to_owned(),
                     ingestion_time_ms: chunk.ingestion_ms,
                     event_id: format!("{p:020}"),
+                    request_id: e.request_id.map(str::to_owned),
                 });
                 true
             })?;
@@ -1005,11 +1091,12 @@ fn purge_chunks(
     Ok(deleted)
 }
 
-fn output(ts: i64, message: &str, ingestion: i64) -> OutputLogEvent {
+fn output(e: RawEvent<'_>, ingestion: i64) -> OutputLogEvent {
     OutputLogEvent {
-        timestamp_ms: ts,
-        message: message.to_owned(),
+        timestamp_ms: e.timestamp_ms,
+        message: e.message.to_owned(),
         ingestion_time_ms: ingestion,
+        request_id: e.request_id.map(str::to_owned),
     }
 }
 
@@ -1208,6 +1295,14 @@ mod tests {
         LogEvent {
             timestamp_ms: ts,
             message: message.to_owned(),
+            request_id: None,
+        }
+    }
+
+    fn ev_in(ts: i64, request_id: &str, message: &str) -> LogEvent {
+        LogEvent {
+            request_id: Some(request_id.into()),
+            ..ev(ts, message)
         }
     }
 
@@ -1806,10 +1901,234 @@ mod tests {
         assert_eq!(p.required, ["ERROR", "disk full", "say \"hi\""]);
         assert_eq!(p.any, ["alpha", "b c"]);
         assert_eq!(p.excluded, ["skip"]);
-        assert!(p.matches("ERROR disk full alpha say \"hi\""));
-        assert!(!p.matches("ERROR disk full alpha say \"hi\" skip"));
-        assert!(!p.matches("ERROR disk full say \"hi\""));
-        assert!(FilterPattern::parse("").unwrap().matches("anything"));
+        let text = |message| RawEvent {
+            timestamp_ms: 0,
+            request_id: None,
+            message,
+        };
+        assert!(p.matches(&text("ERROR disk full alpha say \"hi\"")));
+        assert!(!p.matches(&text("ERROR disk full alpha say \"hi\" skip")));
+        assert!(!p.matches(&text("ERROR disk full say \"hi\"")));
+        assert!(FilterPattern::parse("").unwrap().matches(&text("anything")));
+    }
+
+    #[test]
+    fn pattern_terms_match_an_equal_request_id() {
+        let line = |request_id, message| RawEvent {
+            timestamp_ms: 0,
+            request_id,
+            message,
+        };
+        let by_id = FilterPattern::parse("rid-1").unwrap();
+        assert!(by_id.matches(&line(Some("rid-1"), "hello")));
+        assert!(by_id.matches(&line(None, "END RequestId: rid-1")));
+        assert!(!by_id.matches(&line(Some("rid-2"), "hello")));
+        assert!(!by_id.matches(&line(None, "hello")));
+        // Equality, not containment: a piece of an id does not select the invocation.
+        assert!(!FilterPattern::parse("rid")
+            .unwrap()
+            .matches(&line(Some("rid-1"), "hello")));
+        // Combined with text terms, and as `?term` / `-term`.
+        let both = FilterPattern::parse("rid-1 ERROR").unwrap();
+        assert!(both.matches(&line(Some("rid-1"), "ERROR boom")));
+        assert!(!both.matches(&line(Some("rid-1"), "INFO fine")));
+        let any = FilterPattern::parse("?rid-1 ?rid-2").unwrap();
+        assert!(any.matches(&line(Some("rid-2"), "x")));
+        assert!(!any.matches(&line(Some("rid-3"), "x")));
+        let not = FilterPattern::parse("-rid-1").unwrap();
+        assert!(!not.matches(&line(Some("rid-1"), "x")));
+        assert!(not.matches(&line(None, "x")));
+    }
+
+    #[test]
+    fn events_round_trip_with_and_without_request_ids() {
+        let events = vec![
+            ev(1, "before any invocation"),
+            ev_in(
+                2,
+                "c0ffee00-1234-4567-89ab-000000000001",
+                "START RequestId: x",
+            ),
+            ev_in(3, "c0ffee00-1234-4567-89ab-000000000001", "printed"),
+            ev_in(4, "c0ffee00-1234-4567-89ab-000000000001", ""),
+            ev_in(5, &"r".repeat(REQUEST_ID_MAX_BYTES), "longest id"),
+            ev(6, "between invocations: ünïcødé"),
+        ];
+        let blob = encode_events(&events);
+        let mut decoded = Vec::new();
+        decode_events(7, &blob, |i, e| {
+            decoded.push((
+                i,
+                e.timestamp_ms,
+                e.request_id.map(str::to_owned),
+                e.message.to_owned(),
+            ));
+            true
+        })
+        .unwrap();
+        let expected: Vec<_> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                (
+                    i,
+                    e.timestamp_ms,
+                    e.request_id.as_deref().map(str::to_owned),
+                    e.message.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(decoded, expected);
+
+        // Through the store, both query paths hand the id back.
+        let (_d, store) = store();
+        store.append_log_events(G, S, &events).unwrap();
+        let ids = |page: &LogEventsPage| -> Vec<Option<String>> {
+            page.events.iter().map(|e| e.request_id.clone()).collect()
+        };
+        let want: Vec<Option<String>> = events
+            .iter()
+            .map(|e| e.request_id.as_deref().map(str::to_owned))
+            .collect();
+        assert_eq!(ids(&get(&store, None, true, 100)), want, "forward");
+        assert_eq!(ids(&get(&store, None, false, 100)), want, "backward");
+        let filtered: Vec<Option<String>> = filter(&store, fq(""))
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+        assert_eq!(filtered, want, "filter");
+    }
+
+    #[test]
+    fn refuses_request_ids_that_do_not_fit_the_encoding() {
+        let (_d, store) = store();
+        for bad in [String::new(), "r".repeat(REQUEST_ID_MAX_BYTES + 1)] {
+            let err = store
+                .append_log_events(G, S, &[ev(1, "ok"), ev_in(2, &bad, "bad")])
+                .unwrap_err();
+            assert!(matches!(err, StoreError::InvalidParameter { .. }), "{err}");
+        }
+        // Nothing of a refused batch was stored.
+        assert!(matches!(
+            store.get_log_events(&GetLogEventsQuery {
+                group: G.into(),
+                stream: S.into(),
+                ..Default::default()
+            }),
+            Err(StoreError::LogGroupNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_chunk_blobs_are_corrupt_not_a_panic() {
+        let good = encode_events(&[
+            ev_in(1, "c0ffee00-1234-4567-89ab-000000000001", "hello"),
+            ev(2, "world"),
+        ]);
+        // Every truncation of a valid blob (except at an event boundary) is refused.
+        let boundary = EVENT_HEADER_BYTES + 36 + 5;
+        for cut in 1..good.len() {
+            let result = decode_events(1, &good[..cut], |_, _| true);
+            if cut == boundary {
+                assert!(result.is_ok(), "cut at the event boundary");
+            } else {
+                assert!(
+                    matches!(result, Err(StoreError::Corrupt { .. })),
+                    "cut at {cut}"
+                );
+            }
+        }
+        let mut long_id = good.clone();
+        long_id[8] = (REQUEST_ID_MAX_BYTES + 1) as u8;
+        let mut bad_utf8_id = good.clone();
+        bad_utf8_id[9] = 0xff;
+        let mut bad_utf8_message = good.clone();
+        bad_utf8_message[EVENT_HEADER_BYTES + 36] = 0xff;
+        let mut huge_len = good.clone();
+        huge_len[9 + 36..13 + 36].copy_from_slice(&u32::MAX.to_le_bytes());
+        for (what, blob) in [
+            ("long id", long_id),
+            ("id not utf-8", bad_utf8_id),
+            ("message not utf-8", bad_utf8_message),
+            ("length past the end", huge_len),
+        ] {
+            assert!(
+                matches!(
+                    decode_events(1, &blob, |_, _| true),
+                    Err(StoreError::Corrupt { .. })
+                ),
+                "{what}"
+            );
+        }
+
+        // A corrupt row surfaces from the queries as Corrupt, too.
+        let (_d, store) = store();
+        store.append_log_events(G, S, &[ev(1, "fine")]).unwrap();
+        store
+            .writer()
+            .conn
+            .execute("UPDATE log_chunks SET data = x'0102'", [])
+            .unwrap();
+        let q = GetLogEventsQuery {
+            group: G.into(),
+            stream: S.into(),
+            start_from_head: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.get_log_events(&q),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            store.filter_log_events(&fq("")),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn filtering_by_request_id_returns_the_invocations_printed_lines() {
+        let (_d, store) = store();
+        let (r1, r2) = (
+            "c0ffee00-1234-4567-89ab-000000000001",
+            "c0ffee00-1234-4567-89ab-000000000002",
+        );
+        store
+            .append_log_events(
+                G,
+                S,
+                &[
+                    ev_in(1, r1, "init output"),
+                    ev_in(2, r1, &format!("START RequestId: {r1} Version: $LATEST")),
+                    ev_in(3, r1, "printed one"),
+                    ev_in(4, r1, &format!("END RequestId: {r1}")),
+                    ev(5, "background thread"),
+                    ev_in(6, r2, &format!("START RequestId: {r2} Version: $LATEST")),
+                    ev_in(7, r2, "printed two"),
+                    // A line that names r1 textually matches too, as on CloudWatch.
+                    ev_in(8, r2, &format!("finished after {r1}")),
+                ],
+            )
+            .unwrap();
+        let found = filter(&store, fq(r1));
+        let messages: Vec<&str> = found.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "init output".to_owned(),
+                format!("START RequestId: {r1} Version: $LATEST"),
+                "printed one".to_owned(),
+                format!("END RequestId: {r1}"),
+                format!("finished after {r1}"),
+            ]
+        );
+        assert!(found[..4]
+            .iter()
+            .all(|e| e.request_id.as_deref() == Some(r1)));
+        assert_eq!(found[4].request_id.as_deref(), Some(r2));
+        let printed = filter(&store, fq(&format!("{r2} printed")));
+        assert_eq!(printed.len(), 1);
+        assert_eq!(printed[0].message, "printed two");
+        assert_eq!(printed[0].request_id.as_deref(), Some(r2));
     }
 
     /// Prints append throughput; never asserts on time (run with `--nocapture` to see it).

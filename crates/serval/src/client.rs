@@ -350,6 +350,8 @@ pub struct FilteredLogEvent {
     pub message: String,
     pub ingestion_time: Option<i64>,
     pub event_id: Option<String>,
+    /// Serval's extension: the invocation that produced the line, if any.
+    pub request_id: Option<String>,
 }
 
 /// `FilterLogEvents`' answer, one page.

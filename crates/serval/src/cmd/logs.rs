@@ -77,14 +77,16 @@ pub fn format_timestamp(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// One output line: `timestamp message` (the message's trailing newline dropped; the `\r`
-/// Lambda runtimes use to keep a multi-line message in one event shown as a line break).
+/// One output line: `timestamp requestId message`, or `timestamp message` for a line of no
+/// invocation (the message's trailing newline dropped; the `\r` Lambda runtimes use to keep a
+/// multi-line message in one event shown as a line break).
 pub fn format_event(e: &FilteredLogEvent) -> String {
-    format!(
-        "{} {}",
-        format_timestamp(e.timestamp),
-        e.message.trim_end_matches(['\n', '\r']).replace('\r', "\n")
-    )
+    let timestamp = format_timestamp(e.timestamp);
+    let message = e.message.trim_end_matches(['\n', '\r']).replace('\r', "\n");
+    match &e.request_id {
+        Some(request_id) => format!("{timestamp} {request_id} {message}"),
+        None => format!("{timestamp} {message}"),
+    }
 }
 
 /// What identifies an event for de-duplication across polls.
@@ -208,6 +210,20 @@ mod tests {
         assert_eq!(
             format_event(&e),
             "2025-01-02T03:04:05.678Z START RequestId: abc Version: $LATEST"
+        );
+    }
+
+    #[test]
+    fn formats_events_with_their_request_id() {
+        let e = FilteredLogEvent {
+            timestamp: 1_735_787_045_678,
+            message: "first\rsecond\n".into(),
+            request_id: Some("c0ffee00-1234-4567-89ab-0123456789ab".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            format_event(&e),
+            "2025-01-02T03:04:05.678Z c0ffee00-1234-4567-89ab-0123456789ab first\nsecond"
         );
     }
 
