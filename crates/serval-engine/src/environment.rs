@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::HeaderValue;
-use serval_model::{EnvironmentId, FunctionConfig, RequestId};
+use serval_model::{EnvironmentId, FunctionConfig, RequestId, RuntimeFamily};
 use serval_runtimes::{Placement, RuntimeSet};
 use serval_sandbox::{
     AnyControl, AnyInstance, AnySandbox, ExitInfo, Layout, Sandbox, SandboxControl, SandboxError,
@@ -99,6 +99,9 @@ pub struct FunctionSpec {
     pub memory_limit_bytes: u64,
     /// Standard and user variables; per-environment ones are added at creation.
     pub env_base: Vec<(String, String)>,
+    /// Set when the handler cannot name a function in this runtime: every cold start fails
+    /// with `Runtime.MalformedHandlerName` without starting an interpreter.
+    pub malformed_handler: Option<String>,
 }
 
 impl FunctionSpec {
@@ -146,7 +149,14 @@ impl FunctionSpec {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
+        let family = config.runtime.family();
+        // Worded as each runtime words it (the bootstraps check the same rules).
+        let malformed_handler = config.handler.split(family).err().map(|e| match family {
+            RuntimeFamily::Node => format!("Bad handler {}", config.handler),
+            _ => e.to_string(),
+        });
         Self {
+            malformed_handler,
             function_arn: HeaderValue::from_str(&arn)
                 .expect("an ARN built from a validated name is a valid header value"),
             code_dir,
@@ -448,6 +458,9 @@ async fn start(
         task_root: &inside.task_root,
         runtime_dir: &inside.runtime_dir,
     };
+    if let Some(message) = &spec.malformed_handler {
+        return Ok(refuse("Runtime.MalformedHandlerName", message.clone()));
+    }
     let launch = match shared
         .runtimes
         .launch_at(spec.config.runtime, &spec.code_dir, placement)

@@ -520,3 +520,44 @@ async fn a_bootstrap_the_kernel_cannot_execute_is_an_invalid_entrypoint() {
     }
     assert_eq!(leftovers, 0, "no scratch directory is left behind");
 }
+
+#[tokio::test]
+async fn a_malformed_handler_fails_init_without_starting_an_interpreter() {
+    let h = Harness::new(|_| {});
+    let py = h.deploy(
+        "badpy",
+        Runtime::Python312,
+        "app",
+        &[("app.py", "def handler(e, c):\n    return 1\n", 0o644)],
+        3,
+        &[],
+    );
+    let (ty, body) = failure(&h.invoke(&py, "{}", false).await);
+    assert_eq!(ty, "Runtime.MalformedHandlerName");
+    assert_eq!(
+        body["errorMessage"],
+        "Bad handler 'app': not enough values to unpack (expected 2, got 1)"
+    );
+    let node = h.deploy(
+        "badnode",
+        Runtime::Nodejs20,
+        "../../etc/x.handler",
+        &[("index.js", "exports.handler = async () => 1;\n", 0o644)],
+        3,
+        &[],
+    );
+    let (ty, body) = failure(&h.invoke(&node, "{}", false).await);
+    assert_eq!(ty, "Runtime.MalformedHandlerName");
+    assert_eq!(body["errorMessage"], "Bad handler ../../etc/x.handler");
+    assert_eq!(h.engine.stats().environments, 0);
+    // A handler the runtime resolves itself still runs.
+    let ok = h.deploy(
+        "dotslash",
+        Runtime::Nodejs20,
+        "./index.handler",
+        &[("index.js", "exports.handler = async () => 7;\n", 0o644)],
+        3,
+        &[],
+    );
+    assert_eq!(success(&h.invoke(&ok, "{}", false).await), 7);
+}

@@ -79,11 +79,13 @@ impl Handler {
     }
 }
 
+/// Rejects only what no runtime could load (an empty module) and module paths that leave the
+/// task root (absolute, or through `..`); `./app` and the like are the runtime's business.
 fn check_module_path(handler: &str, module: &str) -> Result<(), HandlerError> {
-    if module.is_empty() || module.split('/').any(str::is_empty) {
+    if module.is_empty() || module.ends_with('/') {
         return Err(HandlerError::Empty(handler.to_owned()));
     }
-    if module.starts_with('/') || module.split('/').any(|seg| seg == ".." || seg == ".") {
+    if module.starts_with('/') || module.split('/').any(|seg| seg == "..") {
         return Err(HandlerError::EscapesTaskRoot(handler.to_owned()));
     }
     Ok(())
