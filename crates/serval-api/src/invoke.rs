@@ -75,11 +75,33 @@ fn client_context_json(raw: &str) -> Result<String, ApiError> {
         .decode(raw)
         .map_err(|_| invalid())?;
     match serde_json::from_slice::<serde_json::Value>(&json) {
-        Ok(value @ serde_json::Value::Object(_)) => {
-            serde_json::to_string(&value).map_err(|_| invalid())
-        }
+        Ok(value @ serde_json::Value::Object(_)) => serde_json::to_string(&value)
+            .map(|json| ascii_json(&json))
+            .map_err(|_| invalid()),
         _ => Err(invalid()),
     }
+}
+
+/// `json` with every non-ASCII character written as a `\uXXXX` escape (UTF-16, surrogate
+/// pairs above U+FFFF). Equivalent JSON, but a valid HTTP header value: the runtime receives
+/// the client context in `Lambda-Runtime-Client-Context`, and a header carries only ASCII.
+/// Non-ASCII can only occur inside JSON strings, where such escapes are always allowed.
+fn ascii_json(json: &str) -> String {
+    if json.is_ascii() {
+        return json.to_owned();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// `POST /2015-03-31/functions/{FunctionName}/invocations`.
@@ -213,6 +235,17 @@ fn invoke_error(err: InvokeError, region: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_context_with_non_ascii_text_becomes_an_ascii_header() {
+        let raw = base64::engine::general_purpose::STANDARD
+            .encode("{\"custom\": {\"name\": \"Zoë 🐈\"}}".as_bytes());
+        let json = client_context_json(&raw).unwrap();
+        assert!(json.is_ascii(), "{json}");
+        assert!(http::HeaderValue::from_str(&json).is_ok());
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["custom"]["name"], "Zoë 🐈");
+    }
 
     #[test]
     fn checks_client_context_shape_and_size() {
