@@ -278,6 +278,28 @@ fn stream_name(version: &str) -> String {
     )
 }
 
+/// An X-Ray-shaped trace header derived from the request id (its 32 hex digits give the
+/// 24-digit root id and the 16-digit parent id).
+fn trace_header(request_id: &RequestId, epoch_secs: i64) -> HeaderValue {
+    let mut hex = [0u8; 32];
+    let mut n = 0;
+    for b in request_id
+        .as_str()
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .take(32)
+    {
+        hex[n] = b;
+        n += 1;
+    }
+    let hex = std::str::from_utf8(&hex[..n]).unwrap_or_default();
+    let (root, parent) = (hex.get(..24).unwrap_or(hex), hex.get(16..).unwrap_or(hex));
+    HeaderValue::from_str(&format!(
+        "Root=1-{epoch_secs:08x}-{root};Parent={parent};Sampled=0"
+    ))
+    .expect("hex digits and punctuation are a valid header value")
+}
+
 fn uuid_hex() -> String {
     RequestId::new().as_str().replace('-', "")
 }
@@ -351,19 +373,16 @@ pub async fn create(
             function: spec.config.name.clone(),
             source,
         })?;
-    let (mut env, init) = match start(shared, spec, request_id, tail, id, &tmp_dir, started).await {
-        Ok(Start::Running(env, init)) => (env, init),
-        other => {
-            // Nothing was started that would clean up after itself.
-            if let Err(error) = tokio::fs::remove_dir_all(&tmp_dir).await {
-                tracing::warn!(%error, dir = %tmp_dir.display(), "failed to remove environment directory");
-            }
-            return match other {
-                Ok(Start::Refused(cold)) => Ok(cold),
-                Err(error) => Err(error),
-                Ok(Start::Running(..)) => unreachable!("handled above"),
-            };
+    let started_env = start(shared, spec, request_id, tail, id, &tmp_dir, started).await;
+    if !matches!(started_env, Ok(Start::Running(..))) {
+        // Nothing was started that would clean up after itself.
+        if let Err(error) = tokio::fs::remove_dir_all(&tmp_dir).await {
+            tracing::warn!(%error, dir = %tmp_dir.display(), "failed to remove environment directory");
         }
+    }
+    let (mut env, init) = match started_env? {
+        Start::Running(env, init) => (env, init),
+        Start::Refused(cold) => return Ok(cold),
     };
 
     let mut exit = env.exit.clone();
@@ -375,7 +394,7 @@ pub async fn create(
             Err(_) => Some(diagnostic("Runtime.Unknown", "environment ended during init")),
         },
         info = exit.wait_for(Option::is_some) => {
-            let info = info.ok().and_then(|i| i.clone()).unwrap_or(ExitInfo { code: None, signal: None, oom_killed: false });
+            let info = info.ok().and_then(|i| i.clone()).unwrap_or_else(ExitInfo::unknown);
             Some(exit_diagnostic(request_id, &info))
         }
         _ = tokio::time::sleep(shared.config.init_timeout) => Some(diagnostic(
@@ -657,13 +676,7 @@ impl Environment {
             .and_then(|cc| HeaderValue::from_str(cc).ok());
         let request_header =
             HeaderValue::from_str(request_id.as_str()).expect("a uuid is a valid header value");
-        let trace_id = HeaderValue::from_str(&format!(
-            "Root=1-{:08x}-{};Parent={};Sampled=0",
-            deadline_ms / 1000,
-            &request_id.as_str().replace('-', "")[..24],
-            &request_id.as_str().replace('-', "")[16..32]
-        ))
-        .expect("hex digits are a valid header value");
+        let trace_id = trace_header(request_id, deadline_ms / 1000);
         let reply = self.exchange.dispatch(Invocation {
             request_id: request_header,
             deadline_ms: HeaderValue::from(deadline_ms),
@@ -697,7 +710,7 @@ impl Environment {
             biased;
             reply = reply => Ending::Reply(reply),
             info = exit.wait_for(Option::is_some) => Ending::Exited(
-                info.ok().and_then(|i| i.clone()).unwrap_or(ExitInfo { code: None, signal: None, oom_killed: false })
+                info.ok().and_then(|i| i.clone()).unwrap_or_else(ExitInfo::unknown)
             ),
             _ = tokio::time::sleep_until(deadline) => Ending::Timeout,
             _ = memory_watch => Ending::OutOfMemory,
@@ -719,11 +732,7 @@ impl Environment {
                 true,
             ),
             Ending::Reply(Err(_)) => {
-                let info = self.await_exit().await.unwrap_or(ExitInfo {
-                    code: None,
-                    signal: None,
-                    oom_killed: false,
-                });
+                let info = self.await_exit().await.unwrap_or_else(ExitInfo::unknown);
                 (
                     InvokeResult::FunctionError(exit_diagnostic(request_id, &info)),
                     false,
@@ -859,6 +868,21 @@ mod tests {
         assert!(usage.in_use().contains("abc"));
         drop(b);
         assert!(usage.in_use().is_empty());
+    }
+
+    #[test]
+    fn trace_header_is_derived_from_the_request_id() {
+        let id = RequestId::new();
+        let hex = id.as_str().replace('-', "");
+        let header = trace_header(&id, 0x65);
+        assert_eq!(
+            header.to_str().unwrap(),
+            format!(
+                "Root=1-00000065-{};Parent={};Sampled=0",
+                &hex[..24],
+                &hex[16..]
+            )
+        );
     }
 
     #[test]

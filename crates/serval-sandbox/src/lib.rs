@@ -62,6 +62,15 @@ pub struct ExitInfo {
 }
 
 impl ExitInfo {
+    /// An end whose cause is unknown (the process was reaped elsewhere, or never reported).
+    pub fn unknown() -> Self {
+        Self {
+            code: None,
+            signal: None,
+            oom_killed: false,
+        }
+    }
+
     /// AWS's wording for the end of a runtime process: `exit status 3`, `signal: killed`.
     pub fn describe(&self) -> String {
         match (self.code, self.signal) {

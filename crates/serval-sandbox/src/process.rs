@@ -227,11 +227,7 @@ impl SandboxInstance for ProcessInstance {
                 signal: s.signal(),
                 oom_killed: false,
             },
-            Err(_) => ExitInfo {
-                code: None,
-                signal: None,
-                oom_killed: false,
-            },
+            Err(_) => ExitInfo::unknown(),
         }
     }
 }
