@@ -7,8 +7,7 @@
 //! (PutRetentionPolicy); `apply_log_retention(now_ms, default_days)` enforces every group's
 //! policy, falling back to a server-wide default for groups without one, and is meant to be
 //! called periodically by the engine (blocking; from `spawn_blocking` or the log writer's
-//! thread). `purge_logs_older_than` applies one cutoff to all groups regardless of policy.
-//! Both delete whole chunks (a chunk goes once its newest event has expired), keep stream and
+//! thread). It deletes whole chunks (a chunk goes once its newest event has expired), keep stream and
 //! group `storedBytes` consistent and keep empty streams, as CloudWatch does.
 //!
 //! Storage: an appended batch becomes one `log_chunks` row per stream holding the events
@@ -580,12 +579,7 @@ impl Store {
                 'chunks: while let Some(row) =
                     rows.next().map_err(StoreError::db("read log events"))?
                 {
-                    let id: i64 = row.get(0).map_err(StoreError::db("read log events"))?;
-                    let ingestion: i64 = row.get(1).map_err(StoreError::db("read log events"))?;
-                    let data = row
-                        .get_ref(2)
-                        .and_then(|v| Ok(v.as_blob()?))
-                        .map_err(StoreError::db("read log events"))?;
+                    let (id, ingestion, data) = chunk_row(row)?;
                     let mut full = false;
                     decode_events(id, data, |i, e| {
                         let p = pos(id, i);
@@ -620,12 +614,7 @@ impl Store {
                 'chunks: while let Some(row) =
                     rows.next().map_err(StoreError::db("read log events"))?
                 {
-                    let id: i64 = row.get(0).map_err(StoreError::db("read log events"))?;
-                    let ingestion: i64 = row.get(1).map_err(StoreError::db("read log events"))?;
-                    let data = row
-                        .get_ref(2)
-                        .and_then(|v| Ok(v.as_blob()?))
-                        .map_err(StoreError::db("read log events"))?;
+                    let (id, ingestion, data) = chunk_row(row)?;
                     for (i, e) in decode_all(id, data, ingestion)?
                         .into_iter()
                         .enumerate()
@@ -973,27 +962,10 @@ impl Store {
         Ok(())
     }
 
-    /// Retention with one server-wide cutoff: deletes stored events older than `cutoff_ms` in
-    /// every group, whatever its own `retentionInDays`; see `apply_log_retention` for
-    /// per-group retention. A chunk goes when its newest event is older than the cutoff, so
-    /// events just older than the cutoff may survive until their chunk-mates expire. Returns
-    /// how many events were deleted. Groups and streams stay, as on AWS.
-    pub fn purge_logs_older_than(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let mut guard = self.writer();
-        let tx = guard
-            .conn
-            .transaction()
-            .map_err(StoreError::db("begin purge logs"))?;
-        let deleted = purge_chunks(&tx, None, cutoff_ms)?;
-        tx.commit().map_err(StoreError::db("commit purge logs"))?;
-        tracing::debug!(cutoff_ms, deleted, "store.purge_logs");
-        Ok(deleted)
-    }
-
     /// Retention as CloudWatch Logs applies it: in every group, deletes the events older than
     /// `now_ms` minus the group's `retentionInDays` (PutRetentionPolicy), or minus
-    /// `default_retention_days` for a group without a policy. Whole chunks go, as in
-    /// `purge_logs_older_than`; stream and group `storedBytes` and a stream's
+    /// `default_retention_days` for a group without a policy. Whole chunks go (a chunk when its
+    /// newest event has expired); stream and group `storedBytes` and a stream's
     /// `firstEventTimestamp` follow. Streams left empty stay, as on AWS. Returns how many
     /// events were deleted. One transaction for all groups; time is the caller's `now_ms`.
     pub fn apply_log_retention(
@@ -1022,7 +994,7 @@ impl Store {
         }
         let mut deleted = 0;
         for (group, cutoff_ms) in &cutoffs {
-            deleted += purge_chunks(&tx, Some(group), *cutoff_ms)?;
+            deleted += purge_chunks(&tx, group, *cutoff_ms)?;
         }
         tx.commit()
             .map_err(StoreError::db("commit apply log retention"))?;
@@ -1040,11 +1012,19 @@ impl Store {
 /// Milliseconds in a day, for `retentionInDays`.
 const MS_PER_DAY: i64 = 86_400_000;
 
-/// Deletes the chunks (of `group`, or of all groups) whose newest event is older than
+/// The `(id, ingestion_ms, data)` columns of a `log_chunks` row selected in that order.
+fn chunk_row<'r>(row: &'r rusqlite::Row<'_>) -> Result<(i64, i64, &'r [u8]), StoreError> {
+    let columns = || -> rusqlite::Result<(i64, i64, &'r [u8])> {
+        Ok((row.get(0)?, row.get(1)?, row.get_ref(2)?.as_blob()?))
+    };
+    columns().map_err(StoreError::db("read log events"))
+}
+
+/// Deletes the chunks of `group` whose newest event is older than
 /// `cutoff_ms`, keeping stream and group counters consistent; returns the events deleted.
 fn purge_chunks(
     tx: &rusqlite::Transaction<'_>,
-    group: Option<&str>,
+    group: &str,
     cutoff_ms: i64,
 ) -> Result<u64, StoreError> {
     let mut affected: Vec<(i64, String, i64, i64)> = Vec::new();
@@ -1052,7 +1032,7 @@ fn purge_chunks(
         let mut stmt = tx
             .prepare_cached(
                 "SELECT stream_id, group_name, SUM(event_count), SUM(bytes) FROM log_chunks
-                 WHERE max_ts < ?1 AND (?2 IS NULL OR group_name = ?2) GROUP BY stream_id",
+                 WHERE max_ts < ?1 AND group_name = ?2 GROUP BY stream_id",
             )
             .map_err(StoreError::db("purge logs"))?;
         let rows = stmt
@@ -1067,11 +1047,9 @@ fn purge_chunks(
     if affected.is_empty() {
         return Ok(0);
     }
-    tx.prepare_cached(
-        "DELETE FROM log_chunks WHERE max_ts < ?1 AND (?2 IS NULL OR group_name = ?2)",
-    )
-    .and_then(|mut s| s.execute(params![cutoff_ms, group]))
-    .map_err(StoreError::db("purge logs"))?;
+    tx.prepare_cached("DELETE FROM log_chunks WHERE max_ts < ?1 AND group_name = ?2")
+        .and_then(|mut s| s.execute(params![cutoff_ms, group]))
+        .map_err(StoreError::db("purge logs"))?;
     let mut deleted: u64 = 0;
     for (stream_id, group, count, bytes) in &affected {
         deleted += (*count).max(0) as u64;
@@ -1776,7 +1754,9 @@ mod tests {
     }
 
     #[test]
-    fn purges_chunks_older_than_cutoff() {
+    fn default_retention_purges_chunks_older_than_cutoff() {
+        // With a 1-day default, `now` one day after 500 puts the cutoff at 500.
+        let now = 500 + 86_400_000;
         let (_d, store) = store();
         store
             .append_log_events(G, S, &[ev(100, "old1"), ev(150, "old2")])
@@ -1785,8 +1765,8 @@ mod tests {
         store
             .append_log_events("/aws/lambda/g2", "s", &[ev(120, "old3")])
             .unwrap();
-        assert_eq!(store.purge_logs_older_than(500).unwrap(), 3);
-        assert_eq!(store.purge_logs_older_than(500).unwrap(), 0);
+        assert_eq!(store.apply_log_retention(now, 1).unwrap(), 3);
+        assert_eq!(store.apply_log_retention(now, 1).unwrap(), 0);
         assert_eq!(messages(&get(&store, None, true, 10)), vec!["new"]);
         let (streams, _) = store
             .describe_log_streams(&DescribeLogStreamsQuery {
