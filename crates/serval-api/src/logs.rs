@@ -79,6 +79,11 @@ fn constraint(field: &str, value: impl std::fmt::Display, rule: &str) -> LogsErr
     ))
 }
 
+/// A required request member, or AWS's "must not be null" validation error.
+fn required<T>(value: Option<T>, field: &str) -> Result<T, LogsError> {
+    value.ok_or_else(|| constraint(field, "null", "Member must not be null"))
+}
+
 fn check_limit(field: &str, v: Option<i64>, max: i64) -> Result<Option<usize>, LogsError> {
     match v {
         None => Ok(None),
@@ -247,9 +252,7 @@ async fn describe_log_streams(
 
 async fn get_log_events(state: ApiState, req: GetLogEventsRequest) -> Result<Response, LogsError> {
     let group = group_of(req.log_group_name, req.log_group_identifier)?;
-    let stream = req
-        .log_stream_name
-        .ok_or_else(|| constraint("logStreamName", "null", "Member must not be null"))?;
+    let stream = required(req.log_stream_name, "logStreamName")?;
     let limit = check_limit("limit", req.limit, LOG_EVENTS_MAX_LIMIT as i64)?;
     let query = GetLogEventsQuery {
         group,
@@ -333,9 +336,7 @@ async fn delete_log_group(
     state: ApiState,
     req: DeleteLogGroupRequest,
 ) -> Result<Response, LogsError> {
-    let group = req
-        .log_group_name
-        .ok_or_else(|| constraint("logGroupName", "null", "Member must not be null"))?;
+    let group = required(req.log_group_name, "logGroupName")?;
     let st = state.clone();
     let deleted = blocking(move || Ok(st.store.delete_log_group(&group)?)).await?;
     if !deleted {
@@ -348,12 +349,8 @@ async fn put_retention_policy(
     state: ApiState,
     req: PutRetentionPolicyRequest,
 ) -> Result<Response, LogsError> {
-    let group = req
-        .log_group_name
-        .ok_or_else(|| constraint("logGroupName", "null", "Member must not be null"))?;
-    let days = req
-        .retention_in_days
-        .ok_or_else(|| constraint("retentionInDays", "null", "Member must not be null"))?;
+    let group = required(req.log_group_name, "logGroupName")?;
+    let days = required(req.retention_in_days, "retentionInDays")?;
     let days = u32::try_from(days)
         .ok()
         .filter(|d| RETENTION_DAYS.contains(d))
@@ -374,9 +371,7 @@ async fn delete_retention_policy(
     state: ApiState,
     req: DeleteLogGroupRequest,
 ) -> Result<Response, LogsError> {
-    let group = req
-        .log_group_name
-        .ok_or_else(|| constraint("logGroupName", "null", "Member must not be null"))?;
+    let group = required(req.log_group_name, "logGroupName")?;
     let st = state.clone();
     blocking(move || Ok(st.store.set_log_group_retention(&group, None)?)).await?;
     Ok(empty_ok())
