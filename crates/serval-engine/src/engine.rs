@@ -79,6 +79,9 @@ impl Engine {
             cancel: CancellationToken::new(),
         });
         tokio::spawn(reaper(Arc::downgrade(&inner), inner.cancel.clone()));
+        if let Some(grace) = inner.shared.config.freeze_grace {
+            tokio::spawn(freezer(Arc::downgrade(&inner), inner.cancel.clone(), grace));
+        }
         tokio::spawn(code_collector(Arc::downgrade(&inner), inner.cancel.clone()));
         Ok(Engine { inner })
     }
@@ -225,6 +228,7 @@ impl Engine {
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        self.inner.shared.sandbox.shutdown().await;
         let logs = self.inner.shared.logs.clone();
         let _ = tokio::task::spawn_blocking(move || logs.flush_blocking()).await;
     }
@@ -339,6 +343,32 @@ async fn reaper(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
             if reaped > 0 {
                 tracing::debug!(function = %pool.spec.config.name, reaped, idle = pool.idle_count(), "reaped idle environments");
             }
+        }
+    }
+}
+
+/// Freezes environments idle for longer than `grace`, checking twice per grace period.
+async fn freezer(inner: std::sync::Weak<Inner>, cancel: CancellationToken, grace: Duration) {
+    let mut tick = tokio::time::interval((grace / 2).max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let Some(cutoff) = Instant::now().checked_sub(grace) else {
+            continue;
+        };
+        let pools: Vec<Arc<Pool>> = inner
+            .functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for pool in pools {
+            pool.freeze_idle(cutoff);
         }
     }
 }

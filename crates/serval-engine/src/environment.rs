@@ -125,11 +125,6 @@ impl FunctionSpec {
                 format!("AWS_Lambda_{}", config.runtime),
             ),
             ("_HANDLER".into(), config.handler.to_string()),
-            ("LAMBDA_TASK_ROOT".into(), code_dir.display().to_string()),
-            (
-                "LAMBDA_RUNTIME_DIR".into(),
-                shared.runtimes.runtime_dir().display().to_string(),
-            ),
             ("TZ".into(), ":UTC".into()),
             ("LANG".into(), "en_US.UTF-8".into()),
             ("PATH".into(), shared.runtimes.search_path().to_owned()),
@@ -178,6 +173,8 @@ pub struct Environment {
     capture: Arc<LogCapture>,
     cancel: CancellationToken,
     pub last_used: Instant,
+    /// Whether the sandbox froze it while idle; thawed before its next invocation.
+    frozen: bool,
     /// Set on a fresh environment until its first invocation reports it.
     init_duration: Option<Duration>,
     peak_memory_bytes: u64,
@@ -405,6 +402,7 @@ pub async fn create(
     match failure {
         None => {
             env.init_duration = Some(started.elapsed());
+            env.control.initialized();
             Ok(ColdStart::Ready(env))
         }
         Some(diagnostic) => {
@@ -438,8 +436,17 @@ async fn start(
         function: function.clone(),
         source,
     };
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(setup)?;
-    let api_addr = listener.local_addr().map_err(setup)?;
+    let endpoint = shared
+        .sandbox
+        .endpoint()
+        .await
+        .map_err(|source| InvokeError::Sandbox {
+            function: function.clone(),
+            source,
+        })?;
+    let api_addr = endpoint.address;
+    let listener = TcpListener::from_std(endpoint.listener).map_err(setup)?;
+    let network = endpoint.network;
     let (reader, writer) = std::io::pipe().map_err(setup)?;
     let reader = pipe::Receiver::from_owned_fd(reader.into()).map_err(setup)?;
     let stream = Arc::new(StreamId {
@@ -516,6 +523,7 @@ async fn start(
             memory_mb: spec.config.memory_mb,
             ephemeral_storage_mb: spec.config.ephemeral_storage_mb,
             output: writer.into(),
+            network,
         })
         .await;
     let instance = match spawned {
@@ -562,6 +570,7 @@ async fn start(
             capture,
             cancel,
             last_used: Instant::now(),
+            frozen: false,
             init_duration: None,
             peak_memory_bytes: 0,
             memory_read_at: None,
@@ -640,6 +649,40 @@ impl Environment {
     /// Whether the runtime process is still there.
     pub fn is_alive(&self) -> bool {
         self.exit.borrow().is_none()
+    }
+
+    /// Freezes an idle environment; a failure leaves it running (it is merely not frozen).
+    pub fn freeze(&mut self) {
+        if self.frozen {
+            return;
+        }
+        match self.control.freeze() {
+            Ok(()) => self.frozen = true,
+            Err(error) => {
+                tracing::debug!(env = %self.id, %error, "failed to freeze an idle environment")
+            }
+        }
+    }
+
+    /// Thaws an environment taken for an invocation; false if it cannot run (destroy it).
+    pub fn thaw(&mut self) -> bool {
+        if !self.frozen {
+            return true;
+        }
+        match self.control.thaw() {
+            Ok(()) => {
+                self.frozen = false;
+                true
+            }
+            Err(error) => {
+                tracing::warn!(env = %self.id, %error, "failed to thaw an environment; destroying it");
+                false
+            }
+        }
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
     }
 
     async fn await_exit(&mut self) -> Option<ExitInfo> {

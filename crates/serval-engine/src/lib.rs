@@ -25,6 +25,9 @@ use serval_model::{FunctionName, RequestId};
 
 pub use engine::Engine;
 
+/// How long an idle environment runs on before it is frozen, by default.
+pub const DEFAULT_FREEZE_GRACE: Duration = Duration::from_millis(100);
+
 /// Server-wide engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -41,6 +44,10 @@ pub struct EngineConfig {
     /// How often a busy environment's memory is checked against its limit (backends without a
     /// kernel-enforced limit only).
     pub memory_poll_interval: Duration,
+    /// How long an environment stays idle before the sandbox freezes it (`None`: never). Thawing
+    /// is on the next invocation's path, so a short grace keeps back-to-back invocations
+    /// unfrozen.
+    pub freeze_grace: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -53,6 +60,7 @@ impl EngineConfig {
             envs_dir,
             init_timeout: Duration::from_secs(10),
             memory_poll_interval: Duration::from_millis(20),
+            freeze_grace: Some(DEFAULT_FREEZE_GRACE),
         }
     }
 }

@@ -32,14 +32,22 @@ impl Pool {
     }
 
     /// The most recently used live idle environment, if any.
+    /// A frozen one is thawed outside the lock.
     pub fn acquire(&self) -> Option<Environment> {
-        let mut idle = self.lock();
-        while let Some(env) = idle.pop() {
-            if env.is_alive() {
+        loop {
+            let mut env = {
+                let mut idle = self.lock();
+                loop {
+                    let env = idle.pop()?;
+                    if env.is_alive() {
+                        break env;
+                    }
+                }
+            };
+            if env.thaw() {
                 return Some(env);
             }
         }
-        None
     }
 
     /// Returns an environment after an invocation; a retired pool destroys it instead.
@@ -70,6 +78,19 @@ impl Pool {
         let before = idle.len();
         idle.retain(|env| env.last_used >= cutoff && env.is_alive());
         before - idle.len()
+    }
+
+    /// Freezes idle environments last used before `cutoff`; returns how many it froze.
+    pub fn freeze_idle(&self, cutoff: Instant) -> usize {
+        let mut idle = self.lock();
+        let mut frozen = 0;
+        for env in idle.iter_mut() {
+            if !env.is_frozen() && env.last_used < cutoff && env.is_alive() {
+                env.freeze();
+                frozen += usize::from(env.is_frozen());
+            }
+        }
+        frozen
     }
 
     pub fn idle_count(&self) -> usize {

@@ -251,6 +251,26 @@ impl RuntimeSet {
         }
     }
 
+    /// The install prefixes of the interpreters (`/root/.pyenv/versions/3.11.7` for
+    /// `.../bin/python3`): what an isolating sandbox must show read-only at the same path for
+    /// them to start.
+    pub fn install_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = [&self.python, &self.node]
+            .into_iter()
+            .filter_map(|i| match i {
+                Interpreter::Found(p) => {
+                    let real = fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                    real.parent()?.parent().map(Path::to_path_buf)
+                }
+                Interpreter::Missing(_) => None,
+            })
+            .filter(|d| d.parent().is_some())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
     /// The directory holding the bootstraps; becomes `LAMBDA_RUNTIME_DIR`.
     pub fn runtime_dir(&self) -> &Path {
         &self.runtime_dir

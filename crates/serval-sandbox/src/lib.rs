@@ -7,7 +7,8 @@
 //! runs processes. It is the only crate with `unsafe` (process-group and `prctl` calls).
 //!
 //! Backends: [`process`] (portable, no isolation: its own process group, a clean environment,
-//! killed as a group). The `linux` backend (namespaces, cgroups, seccomp) plugs in beside it.
+//! killed as a group) and [`linux`] (namespaces, a read-only root, cgroup limits and freezer,
+//! seccomp, an unprivileged user; Linux only, needs root).
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -16,9 +17,33 @@ use std::path::PathBuf;
 
 use serval_model::EnvironmentId;
 
+#[cfg(target_os = "linux")]
+pub mod linux;
 pub mod process;
 
+#[cfg(target_os = "linux")]
+pub use linux::{LinuxConfig, LinuxSandbox, NetworkMode};
 pub use process::ProcessSandbox;
+
+/// Where one environment's Runtime API listens: a socket the server accepts on, bound where the
+/// environment can reach it, and the address the runtime connects to
+/// (`AWS_LAMBDA_RUNTIME_API`). Obtained from [`Sandbox::endpoint`] before the spawn; its
+/// `network` goes into the [`SandboxSpec`].
+#[derive(Debug)]
+pub struct Endpoint {
+    pub listener: std::net::TcpListener,
+    pub address: std::net::SocketAddr,
+    pub network: Network,
+}
+
+/// The network an environment runs in.
+#[derive(Debug)]
+pub enum Network {
+    /// The server's own network namespace.
+    Host,
+    /// A network namespace of its own (only loopback), held open by this descriptor.
+    Isolated(OwnedFd),
+}
 
 /// Everything a backend needs to start one environment's runtime process.
 #[derive(Debug)]
@@ -39,6 +64,8 @@ pub struct SandboxSpec {
     pub ephemeral_storage_mb: u32,
     /// Write end of the log pipe; becomes both stdout and stderr.
     pub output: OwnedFd,
+    /// The network the environment joins; from the [`Endpoint`] its Runtime API listens on.
+    pub network: Network,
 }
 
 /// The directories of one environment: the code, Serval's runtime files, the scratch space.
@@ -104,6 +131,18 @@ pub enum SandboxError {
     },
     #[error("sandbox backend for {env_id} is gone")]
     BackendGone { env_id: EnvironmentId },
+    #[error("failed to {step} for {env_id}")]
+    Setup {
+        env_id: EnvironmentId,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to open a runtime api socket")]
+    Endpoint {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to {action} {env_id}")]
     Control {
         env_id: EnvironmentId,
@@ -122,6 +161,9 @@ pub trait Sandbox: Send + Sync {
     /// Whether the kernel enforces `memory_mb` (and reports `oom_killed`); if not, the engine
     /// watches memory itself.
     fn enforces_memory_limit(&self) -> bool;
+    /// Opens the Runtime API socket of a new environment, bound where that environment can reach
+    /// it (inside its network namespace when it gets one).
+    fn endpoint(&self) -> impl Future<Output = Result<Endpoint, SandboxError>> + Send;
     /// Starts the environment's process. The returned instance owns the process.
     fn spawn(
         &self,
@@ -146,22 +188,42 @@ pub trait SandboxControl: Clone + Send + Sync + 'static {
     /// Stops every process of the environment from running until [`SandboxControl::thaw`].
     fn freeze(&self) -> Result<(), SandboxError>;
     fn thaw(&self) -> Result<(), SandboxError>;
+    /// Called once the runtime finished its init: ends the init phase's CPU boost, so the
+    /// function's share of a core is proportional to its memory from its first invocation on.
+    fn initialized(&self);
 }
 
 /// The backend in use, chosen at start-up.
 pub enum AnySandbox {
     Process(ProcessSandbox),
+    #[cfg(target_os = "linux")]
+    Linux(LinuxSandbox),
 }
 
 /// An instance of whichever backend is in use.
 pub enum AnyInstance {
     Process(process::ProcessInstance),
+    #[cfg(target_os = "linux")]
+    Linux(linux::LinuxInstance),
 }
 
 /// A control handle of whichever backend is in use.
 #[derive(Clone)]
 pub enum AnyControl {
     Process(process::ProcessControl),
+    #[cfg(target_os = "linux")]
+    Linux(linux::LinuxControl),
+}
+
+/// Forwards one call to whichever backend a value of an `Any*` enum holds.
+macro_rules! dispatch {
+    ($value:expr, $enum:ident, $b:ident => $call:expr) => {
+        match $value {
+            $enum::Process($b) => $call,
+            #[cfg(target_os = "linux")]
+            $enum::Linux($b) => $call,
+        }
+    };
 }
 
 impl AnySandbox {
@@ -169,6 +231,20 @@ impl AnySandbox {
     pub fn name(&self) -> &'static str {
         match self {
             AnySandbox::Process(_) => "process",
+            #[cfg(target_os = "linux")]
+            AnySandbox::Linux(_) => "linux",
+        }
+    }
+}
+
+impl AnySandbox {
+    /// Waits for ended environments to be cleaned up and releases the backend's resources
+    /// (the `linux` backend's cgroups). Call once, after every environment ended.
+    pub async fn shutdown(&self) {
+        match self {
+            AnySandbox::Process(_) => {}
+            #[cfg(target_os = "linux")]
+            AnySandbox::Linux(s) => s.shutdown().await,
         }
     }
 }
@@ -176,18 +252,19 @@ impl AnySandbox {
 impl Sandbox for AnySandbox {
     type Instance = AnyInstance;
     fn layout(&self, host: &Layout) -> Layout {
-        match self {
-            AnySandbox::Process(s) => s.layout(host),
-        }
+        dispatch!(self, AnySandbox, s => s.layout(host))
     }
     fn enforces_memory_limit(&self) -> bool {
-        match self {
-            AnySandbox::Process(s) => s.enforces_memory_limit(),
-        }
+        dispatch!(self, AnySandbox, s => s.enforces_memory_limit())
+    }
+    async fn endpoint(&self) -> Result<Endpoint, SandboxError> {
+        dispatch!(self, AnySandbox, s => s.endpoint().await)
     }
     async fn spawn(&self, spec: SandboxSpec) -> Result<AnyInstance, SandboxError> {
         match self {
             AnySandbox::Process(s) => s.spawn(spec).await.map(AnyInstance::Process),
+            #[cfg(target_os = "linux")]
+            AnySandbox::Linux(s) => s.spawn(spec).await.map(AnyInstance::Linux),
         }
     }
 }
@@ -197,34 +274,29 @@ impl SandboxInstance for AnyInstance {
     fn control(&self) -> AnyControl {
         match self {
             AnyInstance::Process(i) => AnyControl::Process(i.control()),
+            #[cfg(target_os = "linux")]
+            AnyInstance::Linux(i) => AnyControl::Linux(i.control()),
         }
     }
     async fn wait(&mut self) -> ExitInfo {
-        match self {
-            AnyInstance::Process(i) => i.wait().await,
-        }
+        dispatch!(self, AnyInstance, i => i.wait().await)
     }
 }
 
 impl SandboxControl for AnyControl {
     fn kill(&self) {
-        match self {
-            AnyControl::Process(c) => c.kill(),
-        }
+        dispatch!(self, AnyControl, c => c.kill())
     }
     fn memory(&self) -> MemoryUsage {
-        match self {
-            AnyControl::Process(c) => c.memory(),
-        }
+        dispatch!(self, AnyControl, c => c.memory())
     }
     fn freeze(&self) -> Result<(), SandboxError> {
-        match self {
-            AnyControl::Process(c) => c.freeze(),
-        }
+        dispatch!(self, AnyControl, c => c.freeze())
     }
     fn thaw(&self) -> Result<(), SandboxError> {
-        match self {
-            AnyControl::Process(c) => c.thaw(),
-        }
+        dispatch!(self, AnyControl, c => c.thaw())
+    }
+    fn initialized(&self) {
+        dispatch!(self, AnyControl, c => c.initialized())
     }
 }

@@ -21,8 +21,8 @@ use serval_model::EnvironmentId;
 use tokio::sync::oneshot;
 
 use crate::{
-    ExitInfo, Layout, MemoryUsage, Sandbox, SandboxControl, SandboxError, SandboxInstance,
-    SandboxSpec,
+    Endpoint, ExitInfo, Layout, MemoryUsage, Network, Sandbox, SandboxControl, SandboxError,
+    SandboxInstance, SandboxSpec,
 };
 
 struct SpawnJob {
@@ -61,6 +61,11 @@ impl Sandbox for ProcessSandbox {
 
     fn enforces_memory_limit(&self) -> bool {
         false
+    }
+
+    /// The server's loopback on a free port: any local process can reach it (no isolation).
+    async fn endpoint(&self) -> Result<Endpoint, SandboxError> {
+        loopback_endpoint()
     }
 
     async fn spawn(&self, spec: SandboxSpec) -> Result<ProcessInstance, SandboxError> {
@@ -125,9 +130,24 @@ impl Sandbox for ProcessSandbox {
     }
 }
 
+/// A Runtime API socket on the server's own loopback, on a port the kernel picks.
+pub(crate) fn loopback_endpoint() -> Result<Endpoint, SandboxError> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| SandboxError::Endpoint { source })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| SandboxError::Endpoint { source })?;
+    Ok(Endpoint {
+        listener,
+        address,
+        network: Network::Host,
+    })
+}
+
 /// The program, arguments and environment of one exec, as C strings built before the fork
 /// (allocating in the child of a multi-threaded process is not safe).
-struct ExecImage {
+pub(crate) struct ExecImage {
     _strings: Vec<std::ffi::CString>,
     program: *const libc::c_char,
     argv: Vec<*const libc::c_char>,
@@ -140,7 +160,7 @@ unsafe impl Send for ExecImage {}
 unsafe impl Sync for ExecImage {}
 
 impl ExecImage {
-    fn new(spec: &SandboxSpec) -> io::Result<Self> {
+    pub(crate) fn new(spec: &SandboxSpec) -> io::Result<Self> {
         use std::os::unix::ffi::OsStrExt;
         let c = |bytes: &[u8]| {
             std::ffi::CString::new(bytes).map_err(|_| {
@@ -182,7 +202,7 @@ impl ExecImage {
     ///
     /// # Safety
     /// Call only in a forked child, right before it would exec anyway.
-    unsafe fn execve(&self) -> io::Error {
+    pub(crate) unsafe fn execve(&self) -> io::Error {
         libc::execve(self.program, self.argv.as_ptr(), self.envp.as_ptr());
         io::Error::last_os_error()
     }
@@ -285,6 +305,9 @@ impl SandboxControl for ProcessControl {
     fn thaw(&self) -> Result<(), SandboxError> {
         self.signal(libc::SIGCONT, "thaw")
     }
+
+    /// No CPU limit to lift in this backend.
+    fn initialized(&self) {}
 }
 
 /// Reads `VmRSS` and `VmHWM` (in kB) from a `/proc/<pid>/status` text.
@@ -347,6 +370,7 @@ mod tests {
             memory_mb: 128,
             ephemeral_storage_mb: 512,
             output,
+            network: Network::Host,
         }
     }
 

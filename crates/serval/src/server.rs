@@ -11,14 +11,27 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use serval_engine::{Engine, EngineConfig};
 use serval_runtimes::RuntimeSet;
-use serval_sandbox::{AnySandbox, ProcessSandbox};
+use serval_sandbox::{AnySandbox, LinuxConfig, LinuxSandbox, NetworkMode, ProcessSandbox};
 use serval_store::Store;
 
 /// Sandbox backends `serval server` can use.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SandboxKind {
+    /// `linux` where it can run (Linux, root, cgroups), else `process`.
+    Auto,
+    /// Namespaces, a read-only root, cgroup limits and freezer, seccomp, an unprivileged user.
+    Linux,
     /// A plain child process group: no isolation, for development.
     Process,
+}
+
+/// The network functions get in the `linux` sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkKind {
+    /// The host's network (the default for local development).
+    Host,
+    /// Only a loopback of its own: nothing but the Runtime API is reachable.
+    None,
 }
 
 /// Options of `serval server`.
@@ -43,8 +56,18 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 30)]
     pub log_retention_days: u32,
     /// Sandbox backend for execution environments.
-    #[arg(long, value_enum, default_value = "process")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub sandbox: SandboxKind,
+    /// Network of functions in the linux sandbox.
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: NetworkKind,
+    /// A root file system (e.g. a debootstrap'd tree) whose /usr, /etc, /bin, /lib* and /sbin
+    /// functions see instead of the host's (linux sandbox).
+    #[arg(long)]
+    pub rootfs: Option<PathBuf>,
+    /// Milliseconds an environment stays idle before it is frozen (linux sandbox).
+    #[arg(long, default_value_t = serval_engine::DEFAULT_FREEZE_GRACE.as_millis() as u64)]
+    pub freeze_grace_ms: u64,
 }
 
 /// Accepts AWS-shaped region names (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
@@ -111,7 +134,7 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let data_dir = match args.data_dir {
+    let data_dir = match args.data_dir.clone() {
         Some(d) => d,
         None => default_data_dir()?,
     };
@@ -138,15 +161,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await?
             .context("remove stale environment directories")?;
     }
-    let sandbox = match args.sandbox {
-        SandboxKind::Process => {
-            tracing::warn!("sandbox backend: process — functions run WITHOUT isolation, as the server's user; for development only");
-            AnySandbox::Process(ProcessSandbox::new().context("start process sandbox")?)
-        }
-    };
+    let (sandbox, why) = choose_sandbox(&args, &data_dir, &runtimes).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "serval sandbox: {} ({why})", sandbox.name())
+            .context("write start-up line")?;
+        out.flush().context("write start-up line")?;
+    }
     let mut config = EngineConfig::new(args.region.clone(), envs_dir);
     config.keep_alive = args.keep_alive;
     config.max_concurrency = args.max_concurrency;
+    // Only a cgroup freezer stops a whole environment cleanly; SIGSTOP would be visible to it.
+    config.freeze_grace = matches!(sandbox, AnySandbox::Linux(_))
+        .then(|| Duration::from_millis(args.freeze_grace_ms));
     let retention = Duration::from_secs(u64::from(args.log_retention_days) * 86_400);
     let engine = Engine::new(
         config,
@@ -193,6 +220,59 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Picks the sandbox backend and says why, for the start-up line.
+async fn choose_sandbox(
+    args: &ServerArgs,
+    data_dir: &std::path::Path,
+    runtimes: &RuntimeSet,
+) -> anyhow::Result<(AnySandbox, String)> {
+    const WARNING: &str =
+        "WARNING: functions run WITHOUT isolation, as the server's user; for development only";
+    let process = || -> anyhow::Result<AnySandbox> {
+        Ok(AnySandbox::Process(
+            ProcessSandbox::new().context("start process sandbox")?,
+        ))
+    };
+    if args.sandbox == SandboxKind::Process {
+        tracing::warn!("sandbox backend: process — {WARNING}");
+        return Ok((
+            process()?,
+            format!("chosen with --sandbox process; {WARNING}"),
+        ));
+    }
+    let config = LinuxConfig {
+        network: match args.network {
+            NetworkKind::Host => NetworkMode::Host,
+            NetworkKind::None => NetworkMode::None,
+        },
+        rootfs: args.rootfs.clone(),
+        extra_dirs: runtimes.install_dirs(),
+        work_dir: data_dir.join("sandbox"),
+        pids_max: serval_sandbox::linux::DEFAULT_PIDS_MAX,
+    };
+    let linux = match tokio::task::spawn_blocking(move || LinuxSandbox::new(config)).await? {
+        Ok(linux) => match linux.self_test().await {
+            Ok(()) => Ok(linux),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match linux {
+        Ok(linux) => {
+            let why = linux.describe();
+            Ok((AnySandbox::Linux(linux), why))
+        }
+        Err(unavailable) if args.sandbox == SandboxKind::Auto => {
+            tracing::warn!(reason = %unavailable, "linux sandbox unavailable; falling back to the process sandbox — {WARNING}");
+            Ok((
+                process()?,
+                format!("linux sandbox unavailable: {unavailable}; {WARNING}"),
+            ))
+        }
+        Err(unavailable) => Err(anyhow::anyhow!("linux sandbox unavailable: {unavailable}")),
+    }
 }
 
 async fn shutdown_signal() {
