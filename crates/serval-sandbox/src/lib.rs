@@ -249,6 +249,17 @@ impl AnySandbox {
     }
 }
 
+impl AnySandbox {
+    /// Waits until every ended environment is cleaned up (nothing to wait for in `process`).
+    pub async fn settled(&self) {
+        match self {
+            AnySandbox::Process(_) => {}
+            #[cfg(target_os = "linux")]
+            AnySandbox::Linux(s) => s.settled().await,
+        }
+    }
+}
+
 impl Sandbox for AnySandbox {
     type Instance = AnyInstance;
     fn layout(&self, host: &Layout) -> Layout {

@@ -10,6 +10,7 @@
 
 mod load;
 mod private_server;
+mod sandbox_cost;
 
 use std::io::{Cursor, Write as _};
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,14 @@ pub struct BenchArgs {
     /// Print one JSON document on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Sandbox backends to compare, comma-separated (`linux,process`): one private server each.
+    /// Default: one private server with the server's default backend.
+    #[arg(long, value_delimiter = ',', value_parser = ["linux", "process"])]
+    pub sandbox: Vec<String>,
+    /// Measure the sandbox backends themselves instead (in this process, no server):
+    /// environment creation and destruction, freeze and thaw, `--samples` times each.
+    #[arg(long)]
+    pub sandbox_cost: bool,
 }
 
 fn parse_bench_duration(s: &str) -> Result<Duration, String> {
@@ -192,6 +201,8 @@ pub struct ThroughputReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct FunctionReport {
     pub function: BenchFunction,
+    /// The sandbox backend of the server (`-` for a server given with `--endpoint`).
+    pub sandbox: String,
     pub runtime: &'static str,
     pub cold_start: ColdStartReport,
     pub sequential: SequentialReport,
@@ -213,6 +224,47 @@ fn ms(d: Option<Duration>) -> Option<f64> {
 
 /// Runs `serval bench` against `endpoint`, or a private server when `None`.
 pub async fn run(endpoint: Option<Endpoint>, args: BenchArgs) -> anyhow::Result<()> {
+    if args.sandbox_cost {
+        return sandbox_cost::run(&args).await;
+    }
+    if endpoint.is_some() && !args.sandbox.is_empty() {
+        anyhow::bail!("--sandbox starts private servers; it cannot be combined with --endpoint");
+    }
+    let backends: Vec<Option<&str>> = if args.sandbox.is_empty() {
+        vec![None]
+    } else {
+        args.sandbox.iter().map(|s| Some(s.as_str())).collect()
+    };
+    let mut functions = Vec::new();
+    let mut url = String::new();
+    for backend in backends {
+        let (mut reports, endpoint) = run_one(endpoint.clone(), backend, &args).await?;
+        functions.append(&mut reports);
+        url = endpoint;
+    }
+    let report = BenchReport {
+        endpoint: url,
+        private_server: endpoint.is_none(),
+        memory_mb: args.memory,
+        functions,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report serializes")
+        );
+    } else {
+        print!("{}", render(&report, &args));
+    }
+    Ok(())
+}
+
+/// Measures every function against one server (a private one with `backend`, or `endpoint`).
+async fn run_one(
+    endpoint: Option<Endpoint>,
+    backend: Option<&str>,
+    args: &BenchArgs,
+) -> anyhow::Result<(Vec<FunctionReport>, String)> {
     let spinner = Spinner::start(if endpoint.is_some() {
         "connecting"
     } else {
@@ -221,19 +273,21 @@ pub async fn run(endpoint: Option<Endpoint>, args: BenchArgs) -> anyhow::Result<
     let (server, endpoint) = match endpoint {
         Some(endpoint) => (None, endpoint),
         None => {
-            let server = PrivateServer::start()
+            let server = PrivateServer::start(backend)
                 .await
                 .context("start a private server")?;
             let endpoint = server.endpoint().clone();
             (Some(server), endpoint)
         }
     };
-    let private_server = server.is_some();
+    let sandbox = server
+        .as_ref()
+        .map_or("-".to_owned(), |s| s.sandbox().to_owned());
     let client = Client::new(endpoint.clone());
     let created: Arc<Mutex<Vec<String>>> = Arc::default();
 
     let result = tokio::select! {
-        result = measure(&client, &args, &spinner, created.clone()) => result,
+        result = measure(&client, args, &spinner, created.clone()) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
 
@@ -252,23 +306,12 @@ pub async fn run(endpoint: Option<Endpoint>, args: BenchArgs) -> anyhow::Result<
     };
     drop(spinner);
 
-    let functions = result?;
+    let mut functions = result?;
     stopped?;
-    let report = BenchReport {
-        endpoint: endpoint.url(),
-        private_server,
-        memory_mb: args.memory,
-        functions,
-    };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("a report serializes")
-        );
-    } else {
-        print!("{}", render(&report, &args));
+    for f in &mut functions {
+        f.sandbox = sandbox.clone();
     }
-    Ok(())
+    Ok((functions, endpoint.url()))
 }
 
 /// The measurements, function by function.
@@ -366,6 +409,7 @@ async fn measure(
         }
         reports.push(FunctionReport {
             function,
+            sandbox: String::new(),
             runtime: function.runtime(),
             cold_start,
             sequential,
@@ -460,6 +504,16 @@ fn rate(n: u64, elapsed: Duration) -> f64 {
     (n as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0
 }
 
+impl FunctionReport {
+    /// `python`, or `python [linux]` when the backend is known.
+    fn label(&self) -> String {
+        match self.sandbox.as_str() {
+            "" | "-" => self.function.label().to_owned(),
+            backend => format!("{} [{backend}]", self.function.label()),
+        }
+    }
+}
+
 fn fmt_ms(v: Option<f64>) -> String {
     v.map_or_else(
         || "-".to_owned(),
@@ -492,7 +546,7 @@ pub fn render(report: &BenchReport, args: &BenchArgs) -> String {
     for f in &report.functions {
         let c = &f.cold_start;
         cold.row(vec![
-            f.function.label().to_owned(),
+            f.label(),
             f.runtime.to_owned(),
             c.samples.to_string(),
             fmt_ms(c.create_to_first_response.p50_ms),
@@ -516,7 +570,7 @@ pub fn render(report: &BenchReport, args: &BenchArgs) -> String {
     for f in &report.functions {
         let s = &f.sequential;
         seq.row(vec![
-            f.function.label().to_owned(),
+            f.label(),
             s.invokes.to_string(),
             s.errors.to_string(),
             fmt_ms(s.p50_ms),
@@ -540,7 +594,7 @@ pub fn render(report: &BenchReport, args: &BenchArgs) -> String {
     for f in &report.functions {
         for t in &f.throughput {
             thr.row(vec![
-                f.function.label().to_owned(),
+                f.label(),
                 t.concurrency.to_string(),
                 t.invokes.to_string(),
                 t.errors.to_string(),
@@ -560,11 +614,11 @@ pub fn render(report: &BenchReport, args: &BenchArgs) -> String {
                 .sequential
                 .first_error
                 .as_ref()
-                .map(|e| format!("{} sequential: {e}", f.function.label()));
+                .map(|e| format!("{} sequential: {e}", f.label()));
             let thr = f.throughput.iter().filter_map(move |t| {
                 t.first_error
                     .as_ref()
-                    .map(|e| format!("{} x{}: {e}", f.function.label(), t.concurrency))
+                    .map(|e| format!("{} x{}: {e}", f.label(), t.concurrency))
             });
             seq.into_iter().chain(thr)
         })

@@ -356,6 +356,9 @@ impl Cgroups {
             }
         };
         shared.features = probe_features(&*shared.fs, version, &parent);
+        if version == CgroupVersion::V1 {
+            hold_freezer_active(&*shared.fs, parent.freezer());
+        }
         tracing::debug!(?version, parent = %parent.memory().display(), "cgroups ready");
         Ok(Cgroups {
             shared: Arc::new(shared),
@@ -429,6 +432,27 @@ impl Cgroups {
                 let _ = self.shared.fs.rmdir(root);
             }
         }
+    }
+}
+
+/// An empty v1 group kept frozen for the server's life, beside the environments' groups.
+const FREEZER_ANCHOR: &str = "freezer-anchor";
+
+/// Keeps the v1 freezer's global "some group is frozen" switch on. The kernel flips a static key
+/// when the first group freezes and the last one thaws, which costs ~100 µs of cross-CPU code
+/// patching; with this group frozen, thawing an environment (on an invocation's path) is a plain
+/// state change of a few µs. Best effort: without it thawing is merely slower.
+fn hold_freezer_active(fs: &dyn CgroupFs, parent: &Path) {
+    let anchor = parent.join(FREEZER_ANCHOR);
+    let result = fs
+        .mkdir(&anchor)
+        .or_else(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(e),
+        })
+        .and_then(|()| fs.write(&anchor.join("freezer.state"), "FROZEN"));
+    if let Err(error) = result {
+        tracing::debug!(path = %anchor.display(), %error, "failed to create the freezer anchor");
     }
 }
 

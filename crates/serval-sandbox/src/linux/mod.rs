@@ -280,6 +280,13 @@ impl LinuxSandbox {
 
     /// Waits for the clean-up of every ended environment, then removes this server's cgroups.
     pub async fn shutdown(&self) {
+        self.settled().await;
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.cgroups.remove_parents()).await;
+    }
+
+    /// Waits until every ended environment is cleaned up (its cgroup removed).
+    pub async fn settled(&self) {
         loop {
             let notified = self.inner.cleaned.notified();
             if self.inner.cleanups.load(Ordering::Acquire) == 0 {
@@ -287,8 +294,6 @@ impl LinuxSandbox {
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
         }
-        let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || inner.cgroups.remove_parents()).await;
     }
 }
 
@@ -780,7 +785,7 @@ impl SandboxInstance for LinuxInstance {
                     break self.reap(true).unwrap_or_else(|| {
                         // SAFETY: an all-zero siginfo_t is valid.
                         unsafe { std::mem::zeroed() }
-                    })
+                    });
                 }
             }
         };

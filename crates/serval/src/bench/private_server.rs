@@ -17,11 +17,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The line prefix `serval server` prints on stdout once it accepts connections.
 const LISTENING_PREFIX: &str = "serval listening on ";
+/// The line prefix naming the sandbox backend, printed before the listening line.
+const SANDBOX_PREFIX: &str = "serval sandbox: ";
 
 /// A running private server.
 pub struct PrivateServer {
     child: Child,
     endpoint: Endpoint,
+    /// The backend the server reported (`linux`, `process`).
+    sandbox: String,
     log_path: PathBuf,
     /// Removed on drop, after the server has stopped.
     _dir: tempfile::TempDir,
@@ -31,7 +35,8 @@ impl PrivateServer {
     /// Starts `current_exe() server --listen 127.0.0.1:0 --data-dir <tempdir>/data` and waits for
     /// its listening line. Its log goes to `<tempdir>/server.log` (level `warn` unless
     /// `RUST_LOG` says otherwise).
-    pub async fn start() -> anyhow::Result<Self> {
+    /// `sandbox` picks the backend (`--sandbox`); `None` leaves the server's default.
+    pub async fn start(sandbox: Option<&str>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("find the serval binary")?;
         let dir = tempfile::Builder::new()
             .prefix("serval-bench-")
@@ -48,6 +53,7 @@ impl PrivateServer {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(sandbox.map(|s| ["--sandbox", s]).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -63,8 +69,16 @@ impl PrivateServer {
             .take()
             .expect("stdout was configured as a pipe");
         let mut lines = BufReader::new(stdout).lines();
+        let mut backend = String::from("unknown");
         let wait_for_line = async {
             while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.trim().strip_prefix(SANDBOX_PREFIX) {
+                    backend = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("unknown")
+                        .to_owned();
+                }
                 if let Some(url) = line.trim().strip_prefix(LISTENING_PREFIX) {
                     return Ok::<_, std::io::Error>(Some(url.to_owned()));
                 }
@@ -96,6 +110,7 @@ impl PrivateServer {
         Ok(Self {
             child,
             endpoint,
+            sandbox: backend,
             log_path,
             _dir: dir,
         })
@@ -103,6 +118,11 @@ impl PrivateServer {
 
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// The sandbox backend the server said it uses.
+    pub fn sandbox(&self) -> &str {
+        &self.sandbox
     }
 
     /// Stops the server: SIGTERM so it tears its environments down, SIGKILL if it lingers.
