@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from serval_e2e import SERVAL_BIN, ServalServer, signed_request  # noqa: F401
+from serval_e2e import SERVAL_BIN, Scratch, ServalServer, signed_request  # noqa: F401
 
 
 def _check_errors(srv: ServalServer, since=None, when="during the test"):
@@ -56,12 +56,13 @@ def _no_unexpected_server_errors(request):
 
 @pytest.fixture
 def start_server(serval_bin, tmp_path):
-    """Factory: start_server("--max-concurrency", "1", data_dir=None) -> started ServalServer."""
+    """Factory: start_server("--max-concurrency", "1", data_dir=None, env=None) -> started
+    ServalServer; `env` adds variables to the server's environment."""
     started: list[ServalServer] = []
 
-    def start(*flags: str, data_dir=None) -> ServalServer:
+    def start(*flags: str, data_dir=None, env=None) -> ServalServer:
         n = len(started)
-        srv = ServalServer(data_dir or tmp_path / f"data-{n}", tmp_path / f"logs-{n}", flags)
+        srv = ServalServer(data_dir or tmp_path / f"data-{n}", tmp_path / f"logs-{n}", flags, env=env)
         started.append(srv)
         return srv.start()
 
@@ -91,8 +92,8 @@ def logs(server):
 
 @pytest.fixture
 def scratch(tmp_path):
-    """A directory the test and its functions share (passed to functions as SERVAL_TEST_DIR)."""
-    d = tmp_path / "scratch"
-    d.mkdir()
-    d.chmod(0o777)
-    return d
+    """Where a test's functions report to (`Scratch`): they PUT markers to `scratch.url`
+    (pass `env=scratch.env`), the test reads them as files `scratch / name`."""
+    s = Scratch(tmp_path / "scratch")
+    yield s
+    s.close()

@@ -50,6 +50,10 @@ NODE_RUNTIME = "nodejs20.x"
 PROVIDED_RUNTIME = "provided.al2023"
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6291456
 
+# When set (e.g. `process`), every server the suite starts gets `--sandbox <value>` unless the
+# test passes its own `--sandbox`: the same suite runs against each backend.
+SANDBOX_OVERRIDE = os.environ.get("SERVAL_TEST_SANDBOX", "").strip()
+
 # Credentials and config for every client: dummy keys, no user config files.
 CLIENT_ENV = {
     "AWS_ACCESS_KEY_ID": "test",
@@ -67,6 +71,8 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_SESSION_TOKEN", None)
 
 LISTENING_RE = re.compile(r"^serval listening on (http://\d+\.\d+\.\d+\.\d+:\d+)\s*$")
+# Printed before the listening line: `serval sandbox: linux (running as root; cgroup v1; ...)`.
+SANDBOX_RE = re.compile(r"^serval sandbox: (\S+)(?: \((.*)\))?\s*$")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # tracing-subscriber's fmt layer: `<timestamp>  ERROR <target>: <message>`; the timestamp may be
 # absent (`without_time`), and the level may be padded.
@@ -83,12 +89,22 @@ def unique_name(prefix: str = "fn") -> str:
 
 
 class ServalServer:
-    """One `serval server` process on 127.0.0.1:0 with its own data dir."""
+    """One `serval server` process on 127.0.0.1:0 with its own data dir.
 
-    def __init__(self, data_dir: Path, log_dir: Path, args: Iterable[str] = ()):
+    `env` adds variables to the server's environment (e.g. SERVAL_PYTHON). SERVAL_TEST_SANDBOX
+    adds `--sandbox <value>` unless `args` has its own `--sandbox`. After `start()`,
+    `sandbox` is the backend the server reported on its `serval sandbox: <name> (<reason>)` line
+    ("linux" or "process"; None if it printed no such line), `sandbox_line` that whole line.
+    """
+
+    def __init__(self, data_dir: Path, log_dir: Path, args: Iterable[str] = (), env: dict | None = None):
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir)
         self.args = list(args)
+        self.extra_env = dict(env or {})
+        self.sandbox: str | None = None
+        self.sandbox_reason: str | None = None
+        self.sandbox_line: str | None = None
         self.proc: subprocess.Popen | None = None
         self.endpoint: str | None = None
         self.starts = 0
@@ -111,6 +127,7 @@ class ServalServer:
         self.stderr_path = self.log_dir / f"serval-stderr-{self.starts}.log"
         self.stderr_paths.append(self.stderr_path)
         env = dict(os.environ)
+        env.update(self.extra_env)
         env["NO_COLOR"] = "1"
         cmd = [
             str(SERVAL_BIN),
@@ -121,6 +138,9 @@ class ServalServer:
             str(self.data_dir),
             *self.args,
         ]
+        override = SANDBOX_OVERRIDE and not any(a == "--sandbox" or a.startswith("--sandbox=") for a in self.args)
+        if override:
+            cmd += ["--sandbox", SANDBOX_OVERRIDE]
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 cmd,
@@ -157,6 +177,17 @@ class ServalServer:
                 f"stderr:\n{self.stderr_text()[-4000:]}"
             )
         self.endpoint = match.group(1)
+        self.sandbox = self.sandbox_reason = self.sandbox_line = None
+        for line in line_box:
+            sandbox = SANDBOX_RE.match(line.strip())
+            if sandbox:
+                self.sandbox_line = line.strip()
+                self.sandbox, self.sandbox_reason = sandbox.group(1), sandbox.group(2)
+        if override and SANDBOX_OVERRIDE != "auto" and self.sandbox != SANDBOX_OVERRIDE:
+            self.kill()
+            raise RuntimeError(
+                f"SERVAL_TEST_SANDBOX={SANDBOX_OVERRIDE} but the server reported {self.sandbox_line!r}"
+            )
         return self
 
     def stop(self, timeout: float = 15.0) -> int | None:
@@ -522,6 +553,128 @@ def read_json_file(path: Path, timeout: float = 30.0) -> dict:
             return None
 
     return wait_for(load, timeout, what=f"{path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# What test functions report back
+# ---------------------------------------------------------------------------------------------
+
+# A marker's name: one path segment, no `..`, not hidden (the collector's temp files are).
+MARKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+MAX_MARKER_BYTES = 1 << 20
+
+
+class Scratch:
+    """A directory the test reads, filled by its functions through an HTTP collector.
+
+    A sandboxed function sees none of the host's files, so functions do not write here: they
+    PUT `<url>/<name>` (tests/functions/python/app.py's `_report`), and the collector stores
+    the body as `<dir>/<name>`, atomically (a temp file, then a rename), so `scratch / name`
+    and `read_json_file(scratch / name)` work as with a shared directory. `GET <url>/` lists
+    the names stored so far (as JSON). The collector listens on 127.0.0.1, which a function
+    reaches with the host's network (`--network host`, the default) or without a sandbox.
+    Functions find the URL in SERVAL_TEST_URL: pass `env=scratch.env` to create_function.
+    """
+
+    def __init__(self, path: Path):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        root = self.path
+
+        class Collector(BaseHTTPRequestHandler):
+            def _name(self) -> str | None:
+                name = self.path.lstrip("/")
+                if not MARKER_NAME_RE.match(name) or ".." in name:
+                    self.send_error(400, "bad marker name")
+                    return None
+                return name
+
+            def do_PUT(self):
+                name = self._name()
+                if name is None:
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_MARKER_BYTES:
+                    self.send_error(413, "marker too large")
+                    return
+                body = self.rfile.read(length)
+                tmp = root / f".{name}.{uuid.uuid4().hex}.tmp"
+                tmp.write_bytes(body)
+                os.replace(tmp, root / name)
+                self.send_response(204)
+                self.end_headers()
+
+            def do_GET(self):
+                if self.path != "/":
+                    self.send_error(404)
+                    return
+                names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+                body = json.dumps(names).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # quiet: pytest's output is for failures
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def env(self) -> dict:
+        """The function environment variables that point a test function at this collector."""
+        return {"SERVAL_TEST_URL": self.url}
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(10)
+
+
+def process_key(proc: dict) -> tuple:
+    """A hashable form of a test function's `process` record, for sets."""
+    return (proc["pid_ns"], proc["pid"], proc["start_ticks"])
+
+
+def function_process_alive(proc: dict) -> bool:
+    """True while the process a test function described in a `process` record runs (and is no
+    zombie).
+
+    The record is what the process saw of itself (tests/functions/python/app.py's `_process`):
+    its pid in its own pid namespace, that namespace (`pid:[inode]`) and its start time in
+    clock ticks after boot. Under the `linux` sandbox the pid is namespace-local (the runtime is
+    pid 2 in every environment), so the host process is the one in that namespace whose
+    innermost pid (`NSpid`) and start time match; without a sandbox the namespace is ours and
+    the pid is the host's. The start time keeps a reused pid or namespace number from passing
+    for the same process.
+    """
+    same_ns = proc["pid_ns"] == os.readlink("/proc/self/ns/pid")
+    candidates = [str(proc["pid"])] if same_ns else [d for d in os.listdir("/proc") if d.isdigit()]
+    for host_pid in candidates:
+        try:
+            if os.readlink(f"/proc/{host_pid}/ns/pid") != proc["pid_ns"]:
+                continue
+            with open(f"/proc/{host_pid}/status") as f:
+                nspid = next(line.split()[-1] for line in f if line.startswith("NSpid:"))
+            if int(nspid) != proc["pid"]:
+                continue
+            with open(f"/proc/{host_pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError, StopIteration):
+            continue
+        if int(fields[19]) == proc["start_ticks"] and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -238,7 +238,7 @@ def test_update_function_configuration_can_change_handler_and_runtime_settings(l
     name = create_function(lam, python_zip("h"), handler="app.echo")
     lam.update_function_configuration(FunctionName=name, Handler="app.whoami")
     _, out = invoke(lam, name)
-    assert set(out) == {"pid", "version", "counter"}
+    assert set(out) == {"process", "version", "counter"}
 
 
 def test_delete_function_then_every_operation_is_not_found(lam):

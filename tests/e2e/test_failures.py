@@ -14,7 +14,7 @@ from serval_e2e import (
     invoke,
     log_tail,
     make_zip,
-    process_alive,
+    function_process_alive,
     python_zip,
     read_json_file,
     unique_name,
@@ -61,7 +61,7 @@ def test_handler_error_is_logged(lam):
 
 def test_timeout_reports_task_timed_out_and_kills_the_environment(lam, scratch):
     name = create_function(
-        lam, python_zip(), handler="app.sleep", Timeout=1, env={"SERVAL_TEST_DIR": str(scratch)}
+        lam, python_zip(), handler="app.sleep", Timeout=1, env=scratch.env
     )
     resp, out = invoke(lam, name, {"seconds": 30, "spawn_child": True}, LogType="Tail")
     rid = resp["ResponseMetadata"]["RequestId"]
@@ -71,14 +71,14 @@ def test_timeout_reports_task_timed_out_and_kills_the_environment(lam, scratch):
 
     started = read_json_file(scratch / "started.json")
     # Nothing of that environment is left: the runtime and the child it started are gone.
-    wait_for(lambda: not process_alive(started["pid"]), 15, what="timed-out runtime to be killed")
-    wait_for(lambda: not process_alive(started["child_pid"]), 15, what="timed-out runtime's child to be killed")
+    wait_for(lambda: not function_process_alive(started["process"]), 15, what="timed-out runtime to be killed")
+    wait_for(lambda: not function_process_alive(started["child"]), 15, what="timed-out runtime's child to be killed")
 
     # The next invocation gets a fresh environment.
     (scratch / "started.json").unlink()
     resp, out = invoke(lam, name, {"seconds": 0}, LogType="Tail")
     assert "FunctionError" not in resp, out
-    assert out["pid"] != started["pid"]
+    assert out["process"] != started["process"]
     assert "Init Duration" in log_tail(resp)
 
 
@@ -90,35 +90,35 @@ def test_timeout_message_uses_configured_timeout(lam):
 
 def test_memory_limit_exceeded_is_out_of_memory_and_environment_destroyed(lam, scratch):
     name = create_function(
-        lam, python_zip(), handler="app.hog", MemorySize=128, Timeout=60, env={"SERVAL_TEST_DIR": str(scratch)}
+        lam, python_zip(), handler="app.hog", MemorySize=128, Timeout=60, env=scratch.env
     )
     resp, out = invoke(lam, name, {"mb": 2048})
     rid = resp["ResponseMetadata"]["RequestId"]
     assert_function_error(resp, out, "Runtime.OutOfMemory")
     assert out["errorMessage"].startswith(f"RequestId: {rid} Error: Runtime exited with error:"), out
     hog = read_json_file(scratch / "hog.json")
-    wait_for(lambda: not process_alive(hog["pid"]), 15, what="OOM-killed runtime to be gone")
+    wait_for(lambda: not function_process_alive(hog["process"]), 15, what="OOM-killed runtime to be gone")
 
     lam.update_function_configuration(FunctionName=name, Handler="app.whoami")
     resp, out = invoke(lam, name, {})
     assert "FunctionError" not in resp, out
-    assert out["pid"] != hog["pid"]
+    assert out["process"] != hog["process"]
 
 
 def test_runtime_exit_is_exit_error_and_environment_destroyed(lam, scratch):
-    name = create_function(lam, python_zip(), handler="app.exit3", env={"SERVAL_TEST_DIR": str(scratch)})
+    name = create_function(lam, python_zip(), handler="app.exit3", env=scratch.env)
     resp, out = invoke(lam, name, {})
     rid = resp["ResponseMetadata"]["RequestId"]
     assert_function_error(resp, out, "Runtime.ExitError")
     assert out["errorMessage"] == f"RequestId: {rid} Error: Runtime exited with error: exit status 3"
     first = read_json_file(scratch / "exit.json")
-    wait_for(lambda: not process_alive(first["pid"]), 15, what="exited runtime to be reaped")
+    wait_for(lambda: not function_process_alive(first["process"]), 15, what="exited runtime to be reaped")
 
     (scratch / "exit.json").unlink()
     resp, out = invoke(lam, name, {})
     assert_function_error(resp, out, "Runtime.ExitError")
     second = read_json_file(scratch / "exit.json")
-    assert second["pid"] != first["pid"], "a dead environment was reused"
+    assert second["process"] != first["process"], "a dead environment was reused"
 
 
 def test_import_error_is_init_failure_every_time_until_code_is_fixed(lam):
@@ -184,7 +184,7 @@ def test_payload_over_6_mb_is_413(lam):
 def test_concurrency_exhausted_is_429_too_many_requests(start_server, scratch):
     srv = start_server("--max-concurrency", "1")
     lam = srv.lambda_client()
-    name = create_function(lam, python_zip(), handler="app.sleep", Timeout=60, env={"SERVAL_TEST_DIR": str(scratch)})
+    name = create_function(lam, python_zip(), handler="app.sleep", Timeout=60, env=scratch.env)
     first: dict = {}
 
     def run_first():
@@ -241,11 +241,11 @@ def test_unexecutable_bootstrap_is_invalid_entrypoint_not_a_service_error(server
 
 
 def test_crashed_runtime_leaves_no_child_process_behind(lam, scratch):
-    name = create_function(lam, python_zip(), handler="app.exit_with_child", env={"SERVAL_TEST_DIR": str(scratch)})
+    name = create_function(lam, python_zip(), handler="app.exit_with_child", env=scratch.env)
     resp, out = invoke(lam, name, {})
     rid = resp["ResponseMetadata"]["RequestId"]
     assert_function_error(resp, out, "Runtime.ExitError")
     assert out["errorMessage"] == f"RequestId: {rid} Error: Runtime exited with error: exit status 3"
     rec = read_json_file(scratch / "child.json")
-    wait_for(lambda: not process_alive(rec["pid"]), 15, what="crashed runtime to be reaped")
-    wait_for(lambda: not process_alive(rec["child_pid"]), 15, what="the crashed runtime's `sleep 60` child to be killed")
+    wait_for(lambda: not function_process_alive(rec["process"]), 15, what="crashed runtime to be reaped")
+    wait_for(lambda: not function_process_alive(rec["child"]), 15, what="the crashed runtime's `sleep 60` child to be killed")

@@ -84,7 +84,7 @@ def test_client_context_reaches_the_function(lam, echo_fn):
 
 
 def test_dry_run_validates_without_running(lam, scratch):
-    name = create_function(lam, python_zip(), handler="app.sleep", env={"SERVAL_TEST_DIR": str(scratch)})
+    name = create_function(lam, python_zip(), handler="app.sleep", env=scratch.env)
     resp = lam.invoke(FunctionName=name, InvocationType="DryRun", Payload=b'{"seconds": 0}')
     assert resp["StatusCode"] == 204
     assert resp["Payload"].read() == b""
@@ -99,7 +99,7 @@ def test_dry_run_of_unknown_function_is_not_found(lam):
 def test_event_invocation_is_accepted_or_refused_in_aws_shape(server, lam, scratch):
     """Until asynchronous invocation lands, Event must be refused clearly (a 4xx in AWS's error
     shape), never half-run; once it lands, 202 and the function runs."""
-    name = create_function(lam, python_zip(), handler="app.sleep", env={"SERVAL_TEST_DIR": str(scratch)})
+    name = create_function(lam, python_zip(), handler="app.sleep", env=scratch.env)
     url = f"{server.endpoint}/2015-03-31/functions/{name}/invocations"
     resp = signed_request("POST", url, b'{"seconds": 0}', headers={"X-Amz-Invocation-Type": "Event"})
     if resp.status_code == 202:
@@ -142,7 +142,7 @@ def test_payload_of_exactly_6_mb_is_accepted(lam):
     assert len(body) == SYNC_PAYLOAD_LIMIT
     resp, out = invoke(lam, name, raw=body)
     assert "FunctionError" not in resp, out
-    assert "pid" in out
+    assert "process" in out
 
 
 def test_payload_over_6_mb_raw_http_has_aws_error_shape(server, echo_fn):
@@ -216,7 +216,7 @@ def _send_invoke_and_hang_up(endpoint: str, name: str, payload: bytes, hold: flo
 def test_client_disconnect_does_not_cancel_the_invocation(server, lam, logs, scratch, abort):
     """AWS runs a synchronous invocation to its end even when the caller hangs up."""
     name = create_function(lam, python_zip(), handler="app.sleep_then_mark", Timeout=30,
-                           env={"SERVAL_TEST_DIR": str(scratch)})
+                           env=scratch.env)
     payload = json.dumps({"marker": "done.json", "seconds": 2}).encode()
     early = _send_invoke_and_hang_up(server.endpoint, name, payload, hold=0.3, abort=abort)
     assert b"HTTP/1.1" not in early, f"answered before the function finished: {early[:500]!r}"

@@ -6,8 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from serval_e2e import (
     create_function,
+    function_process_alive,
     invoke,
     log_tail,
+    process_key,
     python_zip,
     read_json_file,
     report_line,
@@ -20,7 +22,8 @@ def test_warm_reuse_keeps_module_state_and_tmp_files(lam):
     resp1, first = invoke(lam, name, {}, LogType="Tail")
     resp2, second = invoke(lam, name, {}, LogType="Tail")
     resp3, third = invoke(lam, name, {}, LogType="Tail")
-    assert first["pid"] == second["pid"] == third["pid"]
+    assert first["process"] == second["process"] == third["process"]
+    assert first["runtime"] == first["process"], "the handler ran outside the runtime process"
     assert [first["counter"], second["counter"], third["counter"]] == [1, 2, 3]
     assert [first["tmp_counter"], second["tmp_counter"], third["tmp_counter"]] == [1, 2, 3]
     assert first["context"]["log_stream_name"] == third["context"]["log_stream_name"]
@@ -30,7 +33,7 @@ def test_warm_reuse_keeps_module_state_and_tmp_files(lam):
 
 
 def test_parallel_invocations_get_distinct_environments(lam, scratch):
-    name = create_function(lam, python_zip(), handler="app.barrier", Timeout=60, env={"SERVAL_TEST_DIR": str(scratch)})
+    name = create_function(lam, python_zip(), handler="app.barrier", Timeout=60, env=scratch.env)
     parties = 4
 
     def one(_):
@@ -40,20 +43,20 @@ def test_parallel_invocations_get_distinct_environments(lam, scratch):
         results = list(pool.map(one, range(parties)))
     for resp, out in results:
         assert "FunctionError" not in resp, out
-    pids = {out["pid"] for _, out in results}
+    processes = {process_key(out["process"]) for _, out in results}
     streams = {out["log_stream_name"] for _, out in results}
     rids = {out["request_id"] for _, out in results}
-    assert len(pids) == parties
+    assert len(processes) == parties
     assert len(streams) == parties
     assert len(rids) == parties
 
     # Afterwards those environments are warm and reused.
     resp, out = invoke(lam, name, {"parties": 1, "hold": 0})
-    assert out["pid"] in pids
+    assert process_key(out["process"]) in processes
 
 
 def test_code_update_starts_new_environment_while_in_flight_invoke_finishes_on_old(lam, scratch):
-    name = create_function(lam, python_zip("old"), handler="app.sleep", Timeout=60, env={"SERVAL_TEST_DIR": str(scratch)})
+    name = create_function(lam, python_zip("old"), handler="app.sleep", Timeout=60, env=scratch.env)
     in_flight: dict = {}
 
     def slow():
@@ -68,12 +71,12 @@ def test_code_update_starts_new_environment_while_in_flight_invoke_finishes_on_o
         resp, out = invoke(lam, name, {"seconds": 0, "started_file": "new.json"})
         assert "FunctionError" not in resp, out
         assert out["version"] == "new"
-        assert out["pid"] != old["pid"]
+        assert out["process"] != old["process"]
     finally:
         t.join(120)
     assert "FunctionError" not in in_flight["resp"], in_flight["out"]
     assert in_flight["out"]["version"] == "old"
-    assert in_flight["out"]["pid"] == old["pid"]
+    assert in_flight["out"]["process"] == old["process"]
 
     # The old environment is not handed out again.
     resp, out = invoke(lam, name, {"seconds": 0, "started_file": "again.json"})
@@ -85,7 +88,7 @@ def test_configuration_update_starts_new_environment(lam):
     _, first = invoke(lam, name, {})
     lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"USER_GREETING": "b"}})
     _, second = invoke(lam, name, {})
-    assert second["pid"] != first["pid"]
+    assert second["process"] != first["process"]
     assert second["counter"] == 1
     assert second["user_env"] == {"USER_GREETING": "b"}
 
@@ -98,11 +101,10 @@ def test_idle_environment_is_reaped_after_keep_alive(start_server):
     assert report_line(log_tail(resp), resp["ResponseMetadata"]["RequestId"]).group("init") is not None
 
     # The idle environment's process goes away on its own once keep-alive has passed.
-    from serval_e2e import process_alive
-
-    wait_for(lambda: not process_alive(first["pid"]), 30, what="idle environment to be reaped")
+    assert function_process_alive(first["process"]), "the runtime is not found while warm"
+    wait_for(lambda: not function_process_alive(first["process"]), 30, what="idle environment to be reaped")
     resp, second = invoke(lam, name, {}, LogType="Tail")
-    assert second["pid"] != first["pid"]
+    assert second["process"] != first["process"]
     assert second["counter"] == 1
     assert second["tmp_counter"] == 1, "/tmp of a reaped environment leaked into the new one"
     assert report_line(log_tail(resp), resp["ResponseMetadata"]["RequestId"]).group("init") is not None
@@ -113,5 +115,5 @@ def test_environments_are_not_shared_between_functions(lam):
     b = create_function(lam, python_zip(), handler="app.echo")
     _, out_a = invoke(lam, a, {})
     _, out_b = invoke(lam, b, {})
-    assert out_a["pid"] != out_b["pid"]
+    assert out_a["process"] != out_b["process"]
     assert out_b["counter"] == 1

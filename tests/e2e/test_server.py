@@ -34,7 +34,7 @@ def test_second_server_on_the_same_data_dir_refuses_to_start(start_server, tmp_p
     # The first server did not notice and keeps working with its state.
     assert first.proc.poll() is None, "the first server exited"
     _, after = invoke(lam, name, {})
-    assert after["pid"] == before["pid"], "the first server lost its warm environment"
+    assert after["process"] == before["process"], "the first server lost its warm environment"
     assert lam.get_function(FunctionName=name)["Configuration"]["FunctionName"] == name
     other = create_function(lam, python_zip(), handler="app.whoami")
     resp, _ = invoke(lam, other, {})

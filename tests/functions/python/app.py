@@ -1,8 +1,12 @@
 """Python test function for Serval's end-to-end suite.
 
 One module, many handlers (`app.<name>`), so one zip serves most tests. Handlers that the tests
-observe from outside write into the directory named by the function's `SERVAL_TEST_DIR`
-environment variable (a temp dir of the test, on the same machine).
+observe from outside report to the test's collector, whose URL is the function's
+`SERVAL_TEST_URL` environment variable (see `Scratch` in tests/e2e/serval_e2e.py): a sandboxed
+function cannot see the host's files, but it can reach 127.0.0.1.
+
+Processes are described by `_process`, never by a bare pid: in a sandbox's pid namespace the
+runtime is pid 2 in every environment.
 """
 
 import json
@@ -12,10 +16,23 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+
+
+def _process(pid=None):
+    """A process as the test can find it from the host: its pid in its own pid namespace, that
+    namespace, and its start time (clock ticks after boot), which tell apart processes that
+    share a namespace-local pid (see `function_process_alive` in tests/e2e/serval_e2e.py)."""
+    pid = pid or os.getpid()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return {"pid": pid, "pid_ns": os.readlink("/proc/self/ns/pid"), "start_ticks": int(fields[19])}
+
 
 # Module state survives across warm invocations of one environment.
 COUNTER = 0
-COLD_PID = os.getpid()
+# The runtime process, found once at cold start: one per environment.
+RUNTIME = _process()
 
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)
@@ -35,19 +52,28 @@ ENV_KEYS = [
 ]
 
 
-def _test_dir():
-    return os.environ.get("SERVAL_TEST_DIR")
+# No proxy from the environment: the collector is on the host's loopback.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _record(name, data):
-    """Writes `data` as JSON to SERVAL_TEST_DIR/name, atomically."""
-    d = _test_dir()
-    if not d:
+def _collector(path=""):
+    return os.environ.get("SERVAL_TEST_URL", "").rstrip("/") + "/" + path
+
+
+def _report(name, data):
+    """Sends `data` as JSON to the test's collector, which stores it as the file `name`; does
+    nothing without SERVAL_TEST_URL."""
+    if not os.environ.get("SERVAL_TEST_URL"):
         return
-    tmp = os.path.join(d, f".{name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, os.path.join(d, name))
+    req = urllib.request.Request(_collector(name), data=json.dumps(data).encode(), method="PUT")
+    with _OPENER.open(req, timeout=10) as resp:
+        resp.read()
+
+
+def _reported():
+    """The names reported to the collector so far."""
+    with _OPENER.open(_collector(), timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 def _package_version():
@@ -119,8 +145,8 @@ def echo(event, context):
         "env": {k: os.environ.get(k) for k in ENV_KEYS},
         "user_env": {k: v for k, v in os.environ.items() if k.startswith("USER_")},
         "has_credentials": bool(os.environ.get("AWS_ACCESS_KEY_ID")),
-        "pid": os.getpid(),
-        "cold_pid": COLD_PID,
+        "process": _process(),
+        "runtime": RUNTIME,
         "counter": COUNTER,
         "tmp_counter": _tmp_counter(),
         "cwd": os.getcwd(),
@@ -139,18 +165,17 @@ def log_lines(event, context):
     print(f"stdout line {marker}")
     print(f"stderr line {marker}", file=sys.stderr)
     logger.info("logger line %s", marker)
-    return {"marker": marker, "pid": os.getpid()}
+    return {"marker": marker, "process": _process()}
 
 
 def sleep(event, context):
-    """Records its pid (and a child's) then sleeps `seconds`; used for timeouts and overlap."""
+    """Reports its process (and a child's) then sleeps `seconds`; used for timeouts and overlap."""
     child = subprocess.Popen(["sleep", "600"]) if event.get("spawn_child") else None
-    _record(
+    _report(
         event.get("started_file", "started.json"),
         {
-            "pid": os.getpid(),
-            "pgid": os.getpgid(0),
-            "child_pid": child.pid if child else None,
+            "process": _process(),
+            "child": _process(child.pid) if child else None,
             "request_id": context.aws_request_id,
             "version": _package_version(),
         },
@@ -159,25 +184,23 @@ def sleep(event, context):
     if child:
         child.kill()
         child.wait()
-    return {"slept": event.get("seconds", 1), "pid": os.getpid(), "version": _package_version()}
+    return {"slept": event.get("seconds", 1), "process": _process(), "version": _package_version()}
 
 
 def barrier(event, context):
     """Waits until `parties` invocations have all arrived, so they provably run at once."""
-    d = _test_dir()
     parties = int(event["parties"])
-    me = os.path.join(d, f"arrived-{context.aws_request_id}")
-    open(me, "w").close()
+    _report(f"arrived-{context.aws_request_id}", {})
     deadline = time.monotonic() + float(event.get("max_wait", 20))
     while time.monotonic() < deadline:
-        if len([n for n in os.listdir(d) if n.startswith("arrived-")]) >= parties:
+        if len([n for n in _reported() if n.startswith("arrived-")]) >= parties:
             break
         time.sleep(0.05)
     else:
         raise RuntimeError("barrier: not every invocation arrived; they did not run concurrently")
     time.sleep(float(event.get("hold", 0.5)))
     return {
-        "pid": os.getpid(),
+        "process": _process(),
         "log_stream_name": context.log_stream_name,
         "request_id": context.aws_request_id,
     }
@@ -185,14 +208,14 @@ def barrier(event, context):
 
 def exit3(event, context):
     """Kills the runtime process with exit status 3 (Runtime.ExitError)."""
-    _record("exit.json", {"pid": os.getpid()})
+    _report("exit.json", {"process": _process()})
     sys.stdout.flush()
     os._exit(3)
 
 
 def hog(event, context):
     """Touches far more memory than MemorySize allows (Runtime.OutOfMemory)."""
-    _record("hog.json", {"pid": os.getpid()})
+    _report("hog.json", {"process": _process()})
     chunks = []
     limit_mb = int(event.get("mb", 2048))
     for _ in range(limit_mb // 16):
@@ -206,8 +229,8 @@ def huge(event, context):
 
 
 def whoami(event, context):
-    """Small answer with the pid and code version; for reuse and code-update checks."""
-    return {"pid": os.getpid(), "version": _package_version(), "counter": COUNTER}
+    """Small answer with the process and code version; for reuse and code-update checks."""
+    return {"process": _process(), "version": _package_version(), "counter": COUNTER}
 
 
 def env_probe(event, context):
@@ -227,18 +250,18 @@ def env_probe(event, context):
 
 
 def sleep_then_mark(event, context):
-    """Sleeps `seconds`, then writes `marker` into SERVAL_TEST_DIR: proves the invocation ran
-    to its end (e.g. after the caller hung up)."""
-    _record("started-" + event["marker"], {"request_id": context.aws_request_id, "pid": os.getpid()})
+    """Sleeps `seconds`, then reports `marker` to the collector: proves the invocation ran to
+    its end (e.g. after the caller hung up)."""
+    _report("started-" + event["marker"], {"request_id": context.aws_request_id, "process": _process()})
     time.sleep(float(event.get("seconds", 2)))
-    _record(event["marker"], {"request_id": context.aws_request_id, "pid": os.getpid()})
+    _report(event["marker"], {"request_id": context.aws_request_id, "process": _process()})
     print(f"marker {event['marker']} written")
     return {"marker": event["marker"]}
 
 
 def exit_with_child(event, context):
-    """Starts `sleep 60`, records its pid, then kills the runtime (Runtime.ExitError)."""
+    """Starts `sleep 60`, reports it and itself, then kills the runtime (Runtime.ExitError)."""
     child = subprocess.Popen(["sleep", "60"])
-    _record("child.json", {"pid": os.getpid(), "child_pid": child.pid})
+    _report("child.json", {"process": _process(), "child": _process(child.pid)})
     sys.stdout.flush()
     os._exit(3)

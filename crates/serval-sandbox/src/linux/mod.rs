@@ -182,7 +182,7 @@ impl LinuxSandbox {
         let extra_dirs = config
             .extra_dirs
             .iter()
-            .filter(|d| d.is_absolute() && d.is_dir() && !under_system_dir(d, &system))
+            .filter(|d| d.is_absolute() && d.is_dir() && !under_system_dir(d))
             .cloned()
             .collect();
         let template = RootTemplate {
@@ -239,8 +239,10 @@ impl LinuxSandbox {
         s
     }
 
-    /// Starts `/usr/bin/true` (or `/bin/true`) in a sandbox and checks it exits 0: proves every
-    /// step works on this kernel before the server commits to the backend.
+    /// Runs every step of an environment's set-up and proves it reached the final `execve`: the
+    /// program is a path that cannot exist inside, so a working sandbox answers "no such file"
+    /// from the exec step, whatever the root file system holds. Checks that this kernel allows
+    /// everything before the server commits to the backend.
     pub async fn self_test(&self) -> Result<(), Unavailable> {
         let probe = self.inner.config.work_dir.join("probe");
         std::fs::create_dir_all(&probe)
@@ -253,7 +255,7 @@ impl LinuxSandbox {
             std::io::pipe().map_err(|e| unavailable(format!("cannot create a pipe: {e}")))?;
         let spec = SandboxSpec {
             env_id: EnvironmentId::next(),
-            program: "/usr/bin/true".into(),
+            program: "/var/task/.serval-self-test-missing".into(),
             args: Vec::new(),
             env: Vec::new(),
             task_root: probe.clone(),
@@ -264,18 +266,17 @@ impl LinuxSandbox {
             output: writer.into(),
             network: endpoint.network,
         };
-        let mut instance = self
-            .spawn(spec)
-            .await
-            .map_err(|e| unavailable(format!("self-test: {}", error_chain(&e))))?;
-        let exit = instance.wait().await;
-        if exit.code != Some(0) {
-            return Err(unavailable(format!(
-                "self-test: /usr/bin/true ended with {}",
-                exit.describe()
-            )));
+        match self.spawn(spec).await {
+            Err(SandboxError::Spawn { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(format!("self-test: {}", error_chain(&e)))),
+            Ok(mut instance) => {
+                instance.control().kill();
+                instance.wait().await;
+                Err(unavailable("self-test: a missing program started"))
+            }
         }
-        Ok(())
     }
 
     /// Waits for the clean-up of every ended environment, then removes this server's cgroups.
@@ -308,13 +309,12 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     s
 }
 
-fn under_system_dir(dir: &Path, system: &[child::SystemEntry]) -> bool {
-    system.iter().any(|e| {
-        let name = match e {
-            child::SystemEntry::Dir { name, .. } | child::SystemEntry::Symlink { name, .. } => name,
-        };
-        dir.starts_with(Path::new("/").join(name))
-    })
+/// Whether `dir` lies in one of the system entries, which come from the root file system only
+/// (never from the host when an operator gave `--rootfs`).
+fn under_system_dir(dir: &Path) -> bool {
+    child::SYSTEM_ENTRIES
+        .iter()
+        .any(|name| dir.starts_with(Path::new("/").join(name)))
 }
 
 /// The root's `/etc/passwd` plus the sandbox user, so `whoami` and `os.userInfo()` work.
