@@ -313,13 +313,15 @@ impl<F: Future<Output = T> + Send + 'static, T: Send + 'static> Drop for FinishO
     }
 }
 
-/// Destroys idle environments once they have been unused for the keep-alive.
-async fn reaper(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
-    let keep_alive = match inner.upgrade() {
-        Some(i) => i.shared.config.keep_alive,
-        None => return,
-    };
-    let period = (keep_alive / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+/// Every `period`, calls `visit` on each pool with the instant before which an environment has
+/// been idle for `idle`; ends with the engine.
+async fn sweep_idle(
+    inner: std::sync::Weak<Inner>,
+    cancel: CancellationToken,
+    period: Duration,
+    idle: Duration,
+    visit: impl Fn(&Pool, Instant),
+) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -328,7 +330,7 @@ async fn reaper(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
             _ = tick.tick() => {}
         }
         let Some(inner) = inner.upgrade() else { return };
-        let Some(cutoff) = Instant::now().checked_sub(keep_alive) else {
+        let Some(cutoff) = Instant::now().checked_sub(idle) else {
             continue;
         };
         let pools: Vec<Arc<Pool>> = inner
@@ -338,39 +340,36 @@ async fn reaper(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
             .values()
             .cloned()
             .collect();
+        drop(inner);
         for pool in pools {
-            let reaped = pool.reap(cutoff);
-            if reaped > 0 {
-                tracing::debug!(function = %pool.spec.config.name, reaped, idle = pool.idle_count(), "reaped idle environments");
-            }
+            visit(&pool, cutoff);
         }
     }
 }
 
+/// Destroys idle environments once they have been unused for the keep-alive.
+async fn reaper(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
+    let keep_alive = match inner.upgrade() {
+        Some(i) => i.shared.config.keep_alive,
+        None => return,
+    };
+    let period = (keep_alive / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    sweep_idle(inner, cancel, period, keep_alive, |pool, cutoff| {
+        let reaped = pool.reap(cutoff);
+        if reaped > 0 {
+            tracing::debug!(function = %pool.spec.config.name, reaped, idle = pool.idle_count(), "reaped idle environments");
+        }
+    })
+    .await;
+}
+
 /// Freezes environments idle for longer than `grace`, checking twice per grace period.
 async fn freezer(inner: std::sync::Weak<Inner>, cancel: CancellationToken, grace: Duration) {
-    let mut tick = tokio::time::interval((grace / 2).max(Duration::from_millis(10)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let Some(inner) = inner.upgrade() else { return };
-        let Some(cutoff) = Instant::now().checked_sub(grace) else {
-            continue;
-        };
-        let pools: Vec<Arc<Pool>> = inner
-            .functions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for pool in pools {
-            pool.freeze_idle(cutoff);
-        }
-    }
+    let period = (grace / 2).max(Duration::from_millis(10));
+    sweep_idle(inner, cancel, period, grace, |pool, cutoff| {
+        pool.freeze_idle(cutoff);
+    })
+    .await;
 }
 
 #[cfg(test)]

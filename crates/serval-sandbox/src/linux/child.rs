@@ -55,30 +55,29 @@ pub enum Stage {
 }
 
 impl Stage {
+    const ALL: [Stage; 18] = [
+        Stage::ParentGone,
+        Stage::JoinCgroup,
+        Stage::JoinNetwork,
+        Stage::PrivateMounts,
+        Stage::Mount,
+        Stage::Mkdir,
+        Stage::Symlink,
+        Stage::Mknod,
+        Stage::ReadOnly,
+        Stage::PivotRoot,
+        Stage::Hostname,
+        Stage::Limits,
+        Stage::Descriptors,
+        Stage::DropPrivileges,
+        Stage::NoNewPrivs,
+        Stage::Seccomp,
+        Stage::StartRuntime,
+        Stage::Exec,
+    ];
+
     pub fn from_u32(v: u32) -> Option<Stage> {
-        use Stage::*;
-        [
-            ParentGone,
-            JoinCgroup,
-            JoinNetwork,
-            PrivateMounts,
-            Mount,
-            Mkdir,
-            Symlink,
-            Mknod,
-            ReadOnly,
-            PivotRoot,
-            Hostname,
-            Limits,
-            Descriptors,
-            DropPrivileges,
-            NoNewPrivs,
-            Seccomp,
-            StartRuntime,
-            Exec,
-        ]
-        .into_iter()
-        .find(|s| *s as u32 == v)
+        Stage::ALL.into_iter().find(|s| *s as u32 == v)
     }
 
     pub fn describe(self) -> &'static str {
