@@ -255,7 +255,11 @@ async fn choose_sandbox(
     let linux = match tokio::task::spawn_blocking(move || LinuxSandbox::new(config)).await? {
         Ok(linux) => match linux.self_test().await {
             Ok(()) => Ok(linux),
-            Err(e) => Err(e),
+            Err(e) => {
+                // Leave no cgroup behind when not using the backend after all.
+                linux.shutdown().await;
+                Err(e)
+            }
         },
         Err(e) => Err(e),
     };

@@ -412,6 +412,7 @@ pub struct ChildPlan {
 /// Descriptor numbers in pid 1 after it arranged them.
 const SETUP_FD: c_int = 3;
 const STATUS_FD: c_int = 4;
+const SERVER_FD: c_int = 5;
 
 /// Reports a failed step on the set-up pipe and ends the process.
 ///
@@ -494,18 +495,11 @@ unsafe fn run_op(op: &MountOp, fd: c_int) {
                 &attr as *const MountAttr,
                 std::mem::size_of::<MountAttr>(),
             );
-            if rc != 0 {
-                // Kernels before 5.12: the top mount only.
-                let rc = libc::mount(
-                    std::ptr::null(),
-                    path.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID,
-                    std::ptr::null(),
-                );
-                if rc != 0 && *libc::__errno_location() != libc::ENOENT {
-                    fail(fd, Stage::ReadOnly);
-                }
+            // No partial fallback: on a kernel without mount_setattr (before 5.12) the binds
+            // would stay writable, so the set-up fails and the server falls back loudly. A
+            // `/proc` entry this kernel does not have is fine.
+            if rc != 0 && *libc::__errno_location() != libc::ENOENT {
+                fail(fd, Stage::ReadOnly);
             }
         }
     }
@@ -538,6 +532,10 @@ unsafe fn init_main(arg: *mut c_void) -> c_int {
     if libc::poll(&mut pfd, 1, 0) != 0 {
         fail(setup, Stage::ParentGone);
     }
+
+    // A session of its own: no controlling terminal, and out of the server's process group
+    // (a Ctrl-C or a kill of that group is the server's business, not the environments').
+    libc::syscall(libc::SYS_setsid);
 
     for &fd in &plan.join_fds {
         if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
@@ -598,12 +596,15 @@ unsafe fn init_main(arg: *mut c_void) -> c_int {
     }
     libc::prctl(libc::PR_SET_NAME, c"init".as_ptr(), 0, 0, 0);
 
-    // Descriptors: 0 /dev/null, 1 and 2 the log pipe, 3 set-up, 4 status; nothing else.
-    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+    // Descriptors: 0 /dev/null, 1 and 2 the log pipe, 3 set-up, 4 status, 5 the server's pidfd
+    // (until the privileges are dropped); nothing else. /dev/null is opened without
+    // close-on-exec: if it lands on 0 itself, dup2(0, 0) would keep the flag.
+    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
     let setup_hi = libc::fcntl(setup, libc::F_DUPFD_CLOEXEC, 64);
     let status_hi = libc::fcntl(plan.status_fd, libc::F_DUPFD_CLOEXEC, 64);
     let output_hi = libc::fcntl(plan.output_fd, libc::F_DUPFD_CLOEXEC, 64);
-    if null < 0 || setup_hi < 0 || status_hi < 0 || output_hi < 0 {
+    let server_hi = libc::fcntl(plan.server_pidfd, libc::F_DUPFD_CLOEXEC, 64);
+    if null < 0 || setup_hi < 0 || status_hi < 0 || output_hi < 0 || server_hi < 0 {
         fail(setup, Stage::Descriptors);
     }
     if libc::dup2(null, 0) != 0
@@ -611,10 +612,11 @@ unsafe fn init_main(arg: *mut c_void) -> c_int {
         || libc::dup2(output_hi, 2) != 2
         || libc::dup3(setup_hi, SETUP_FD, libc::O_CLOEXEC) != SETUP_FD
         || libc::dup3(status_hi, STATUS_FD, libc::O_CLOEXEC) != STATUS_FD
+        || libc::dup3(server_hi, SERVER_FD, libc::O_CLOEXEC) != SERVER_FD
     {
         fail(setup_hi, Stage::Descriptors);
     }
-    if libc::syscall(libc::SYS_close_range, STATUS_FD + 1, c_int::MAX, 0) != 0 {
+    if libc::syscall(libc::SYS_close_range, SERVER_FD + 1, c_int::MAX, 0) != 0 {
         fail(SETUP_FD, Stage::Descriptors);
     }
 
@@ -638,6 +640,20 @@ unsafe fn init_main(arg: *mut c_void) -> c_int {
     {
         fail(SETUP_FD, Stage::DropPrivileges);
     }
+    // Changing credentials cleared the parent-death signal: set it again, and check once more
+    // that the server did not die in between.
+    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+        fail(SETUP_FD, Stage::ParentGone);
+    }
+    let mut pfd = libc::pollfd {
+        fd: SERVER_FD,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    if libc::poll(&mut pfd, 1, 0) != 0 {
+        fail(SETUP_FD, Stage::ParentGone);
+    }
+    libc::close(SERVER_FD);
     if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
         fail(SETUP_FD, Stage::NoNewPrivs);
     }
@@ -685,6 +701,26 @@ extern "C" fn start_runtime(arg: *mut c_void) -> c_int {
     // SAFETY: per the contract above.
     unsafe {
         let plan = &*(arg as *const ChildPlan);
+        // The server ignores SIGPIPE and its threads may block signals; exec keeps both. The
+        // runtime starts with the defaults (raw calls: this child has its own signal handlers
+        // table, no CLONE_SIGHAND, but shares pid 1's memory).
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            libc::SIGPIPE,
+            &action as *const libc::sigaction,
+            std::ptr::null::<libc::sigaction>(),
+            8usize,
+        );
+        let empty: u64 = 0;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null::<u64>(),
+            8usize,
+        );
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             fail(SETUP_FD, Stage::Exec);
         }

@@ -498,6 +498,33 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Kills, reaps and removes an environment nobody waits for. Runs on the spawner thread.
+    fn abandon(&self, started: Started) {
+        // SAFETY: pidfd_send_signal and waitid on our own child's pidfd; no pointers kept.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                started.pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PIDFD,
+                started.pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED,
+            );
+        }
+        started.cgroup.kill_all();
+        if let Err(error) = started.cgroup.remove() {
+            tracing::warn!(error = %error_chain(&error), "failed to remove an abandoned environment's cgroup");
+        }
+    }
+}
+
 impl Sandbox for LinuxSandbox {
     type Instance = LinuxInstance;
 
@@ -537,7 +564,10 @@ impl Sandbox for LinuxSandbox {
         let (reply, response) = oneshot::channel();
         let inner = self.inner.clone();
         let job: Job = Box::new(move |stacks| {
-            let _ = reply.send(inner.start(spec, stacks));
+            // A caller that gave up in the meantime leaves the environment to be taken down here.
+            if let Err(Ok(started)) = reply.send(inner.start(spec, stacks)) {
+                inner.abandon(started);
+            }
         });
         self.inner
             .jobs
@@ -694,7 +724,10 @@ impl LinuxInstance {
                 _ => exit.signal = Some(status),
             }
         }
-        exit.oom_killed = self.control.shared.cgroup.oom_killed();
+        // The kernel's OOM killer sends SIGKILL; a counter left by a subprocess the function
+        // survived does not make a later clean exit an OOM.
+        exit.oom_killed =
+            exit.signal == Some(libc::SIGKILL) && self.control.shared.cgroup.oom_killed();
         exit
     }
 
