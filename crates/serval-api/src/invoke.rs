@@ -178,6 +178,8 @@ pub async fn invoke(
     let outcome = state
         .engine
         .invoke(InvokeRequest {
+            qualifier: None,
+            request_id: None,
             function: name,
             payload,
             client_context,
@@ -219,7 +221,13 @@ pub async fn invoke(
 /// once when rendered.
 fn invoke_error(err: InvokeError, region: &str) -> ApiError {
     match err {
-        InvokeError::FunctionNotFound(name) => ApiError::function_not_found(&name.arn(region)),
+        InvokeError::FunctionNotFound {
+            function,
+            qualifier,
+        } => ApiError::function_not_found(&match qualifier {
+            Some(q) => format!("{}:{q}", function.arn(region)),
+            None => function.arn(region),
+        }),
         InvokeError::TooManyRequests { reason, .. } => ApiError::too_many_requests(reason),
         InvokeError::ShuttingDown => ApiError::new(
             ErrorCode::Service,

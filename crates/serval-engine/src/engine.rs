@@ -29,6 +29,8 @@ const CODE_GC_INTERVAL: Duration = Duration::from_secs(600);
 const CODE_GC_GRACE: Duration = Duration::from_secs(600);
 
 struct Inner {
+    /// The asynchronous dispatcher, once `start_async` ran.
+    pub(crate) dispatcher: std::sync::OnceLock<crate::dispatch::DispatcherHandle>,
     shared: Shared,
     store: Store,
     functions: RwLock<HashMap<FunctionName, Arc<Pool>>>,
@@ -64,6 +66,7 @@ impl Engine {
         std::fs::create_dir_all(&config.envs_dir)?;
         let logs = LogWriter::start(store.clone(), log_retention)?;
         let inner = Arc::new(Inner {
+            dispatcher: std::sync::OnceLock::new(),
             shared: Shared {
                 config,
                 sandbox,
@@ -124,6 +127,88 @@ impl Engine {
         }
     }
 
+    /// Registers a published version (`config.version` is its number). Versions never change;
+    /// registering one again replaces its pool.
+    pub fn deploy_version(&self, config: FunctionConfig) {
+        todo!("{config:?}")
+    }
+
+    /// Forgets one published version; its environments go as in [`Engine::remove`].
+    pub fn remove_version(&self, name: &FunctionName, version: u64) {
+        todo!("{name}{version}")
+    }
+
+    /// Registers or replaces an alias (its routing applies to the next invocation).
+    pub fn set_alias(&self, alias: &serval_model::AliasConfig) {
+        todo!("{alias:?}")
+    }
+
+    /// Forgets an alias.
+    pub fn remove_alias(&self, name: &FunctionName, alias: &str) {
+        todo!("{name}{alias}")
+    }
+
+    /// Sets (`Some`, 0 disables the function) or removes the function's reserved concurrency.
+    pub fn set_reserved_concurrency(&self, name: &FunctionName, reserved: Option<u32>) {
+        todo!("{name}{reserved:?}")
+    }
+
+    /// The account limit and what is left unreserved.
+    pub fn concurrency(&self) -> crate::ConcurrencySummary {
+        todo!()
+    }
+
+    /// Keeps `requested` initialized environments for a version or alias (`qualifier`), and
+    /// starts creating them now.
+    pub fn set_provisioned_concurrency(&self, name: &FunctionName, qualifier: &str, requested: u32) {
+        todo!("{name}{qualifier}{requested}")
+    }
+
+    /// Stops keeping environments for the qualifier; the extra ones age out as usual.
+    pub fn remove_provisioned_concurrency(&self, name: &FunctionName, qualifier: &str) {
+        todo!("{name}{qualifier}")
+    }
+
+    /// Progress of the qualifier's provisioned concurrency, if it has a config.
+    pub fn provisioned_status(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Option<crate::ProvisionedStatus> {
+        todo!("{name}{qualifier}")
+    }
+
+    /// Registers or replaces how async events of `(cfg.function, cfg.qualifier)` are retried
+    /// and where their results go.
+    pub fn set_event_invoke_config(&self, cfg: serval_model::EventInvokeConfig) {
+        todo!("{cfg:?}")
+    }
+
+    /// Forgets an event-invoke config (AWS's defaults apply again).
+    pub fn remove_event_invoke_config(&self, name: &FunctionName, qualifier: &str) {
+        todo!("{name}{qualifier}")
+    }
+
+    /// The event-invoke config of exactly this qualifier (`$LATEST`, a number, an alias).
+    pub(crate) fn event_invoke_config(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Option<serval_model::EventInvokeConfig> {
+        todo!("{name}{qualifier}")
+    }
+
+    /// The function's reserved concurrency, if it has one.
+    pub(crate) fn reserved_concurrency(&self, name: &FunctionName) -> Option<u32> {
+        todo!("{name}")
+    }
+
+    /// Whether an invocation of `name` with `qualifier` (`None`: `$LATEST`) has something
+    /// to run.
+    pub(crate) fn has_target(&self, name: &FunctionName, qualifier: Option<&serval_model::Qualifier>) -> bool {
+        todo!("{name}{qualifier:?}")
+    }
+
     /// Whether the function is registered.
     pub fn has_function(&self, name: &FunctionName) -> bool {
         self.functions().contains_key(name)
@@ -163,7 +248,10 @@ impl Engine {
             .functions()
             .get(&req.function)
             .cloned()
-            .ok_or_else(|| InvokeError::FunctionNotFound(req.function.clone()))?;
+            .ok_or_else(|| InvokeError::FunctionNotFound {
+                function: req.function.clone(),
+                qualifier: req.qualifier.clone(),
+            })?;
         let _permit = self.permit(&req.function)?;
         let request_id = RequestId::new();
         let spec = &pool.spec;

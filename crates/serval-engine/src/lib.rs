@@ -11,6 +11,7 @@
 //! Not for: HTTP routes of the control plane, persistence decisions, or validation of user
 //! input — callers hand it validated model types.
 
+mod dispatch;
 mod engine;
 mod environment;
 mod logs;
@@ -21,9 +22,110 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serval_model::{FunctionName, RequestId};
+use serval_model::{FunctionName, Qualifier, RequestId};
 
 pub use engine::Engine;
+
+/// How asynchronous invocations are paced: AWS's shapes, with bases a server may shorten.
+#[derive(Debug, Clone)]
+pub struct AsyncConfig {
+    /// The wait before the first retry of a failed event; the second waits twice as long.
+    /// AWS: one minute.
+    pub retry_base: Duration,
+    /// How long one second of `MaximumEventAgeInSeconds` lasts. Real time (one second)
+    /// except in tests.
+    pub event_age_unit: Duration,
+    /// A throttled event waits this long before its function is tried again, doubling on
+    /// each further throttle up to [`AsyncConfig::throttle_backoff_max`]. AWS: one second.
+    pub throttle_backoff_min: Duration,
+    /// AWS: five minutes.
+    pub throttle_backoff_max: Duration,
+}
+
+impl Default for AsyncConfig {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::from_secs(60),
+            event_age_unit: Duration::from_secs(1),
+            throttle_backoff_min: Duration::from_secs(1),
+            throttle_backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl AsyncConfig {
+    /// AWS's shape around one retry base: throttle back-off from `base / 60` to `5 × base`.
+    pub fn with_retry_base(retry_base: Duration) -> Self {
+        Self {
+            retry_base,
+            throttle_backoff_min: (retry_base / 60).max(Duration::from_millis(1)),
+            throttle_backoff_max: retry_base * 5,
+            ..Self::default()
+        }
+    }
+}
+
+/// One asynchronous (`Event`) invocation, as the API hands it over.
+#[derive(Debug, Clone)]
+pub struct AsyncInvokeRequest {
+    pub function: FunctionName,
+    /// `None` runs `$LATEST`.
+    pub qualifier: Option<Qualifier>,
+    pub payload: Bytes,
+}
+
+/// Why an asynchronous invocation was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("function {function} not found")]
+    FunctionNotFound {
+        function: FunctionName,
+        qualifier: Option<Qualifier>,
+    },
+    /// The queue holds as much as it may.
+    #[error("the asynchronous event queue is full")]
+    Full(#[source] serval_store::QueueError),
+    /// The server runs without a queue or is shutting down.
+    #[error("asynchronous invocations are not accepted now")]
+    Unavailable,
+    /// Storing the event failed; it was not accepted.
+    #[error("failed to store the event")]
+    Store(#[source] serval_store::QueueError),
+}
+
+/// The account's concurrency as GetAccountSettings reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConcurrencySummary {
+    /// `ConcurrentExecutions`: the server's account limit.
+    pub account_limit: u32,
+    /// `UnreservedConcurrentExecutions`: the limit less every function's reservation.
+    pub unreserved: u32,
+    /// How low reservations may push `unreserved`: AWS's 100, or a tenth of a smaller
+    /// server limit.
+    pub unreserved_minimum: u32,
+}
+
+/// Progress of a provisioned concurrency config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisionedState {
+    InProgress,
+    Ready,
+    Failed,
+}
+
+/// What GetProvisionedConcurrencyConfig reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedStatus {
+    pub requested: u32,
+    /// Initialized environments that exist for the config now.
+    pub allocated: u32,
+    /// Of those, how many can take an invocation (all of them: busy ones count too, as AWS
+    /// counts them).
+    pub available: u32,
+    pub state: ProvisionedState,
+    /// Why it failed (the init error), when `state` is `Failed`.
+    pub reason: Option<String>,
+}
 
 /// How long an idle environment runs on before it is frozen, by default.
 pub const DEFAULT_FREEZE_GRACE: Duration = Duration::from_millis(100);
@@ -69,6 +171,11 @@ impl EngineConfig {
 #[derive(Debug, Clone)]
 pub struct InvokeRequest {
     pub function: FunctionName,
+    /// `None` runs `$LATEST`; an alias runs the version it routes this invocation to.
+    pub qualifier: Option<Qualifier>,
+    /// The request id to run under: `None` for a fresh one; the async dispatcher passes the
+    /// event's id so every attempt carries the same one, as on AWS.
+    pub request_id: Option<RequestId>,
     /// The payload bytes exactly as the caller sent them.
     pub payload: Bytes,
     /// `ClientContext`, decoded from base64 and re-serialized as compact (single-line) JSON by
@@ -110,12 +217,17 @@ pub struct Diagnostic {
 /// Why the engine could not run an invocation at all (not a function failure).
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
-    #[error("function {0} not found")]
-    FunctionNotFound(FunctionName),
+    #[error("function {function} not found")]
+    FunctionNotFound {
+        function: FunctionName,
+        qualifier: Option<Qualifier>,
+    },
     #[error("concurrency limit exceeded for {function}")]
     TooManyRequests {
         function: FunctionName,
-        /// AWS's `Reason`: `ConcurrentInvocationLimitExceeded`.
+        /// AWS's `Reason`: `ConcurrentInvocationLimitExceeded` (the account's unreserved
+        /// pool) or `ReservedFunctionConcurrentInvocationLimitExceeded` (the function's own
+        /// reservation, including a reservation of 0).
         reason: &'static str,
     },
     #[error("failed to create an environment for {function}")]

@@ -95,6 +95,8 @@ impl Harness {
     async fn invoke(&self, name: &FunctionName, payload: &str, tail: bool) -> InvokeOutcome {
         self.engine
             .invoke(InvokeRequest {
+                qualifier: None,
+                request_id: None,
                 function: name.clone(),
                 payload: Bytes::copy_from_slice(payload.as_bytes()),
                 client_context: None,
@@ -391,6 +393,8 @@ async fn concurrency_limit_rejects_excess_invocations() {
         &[],
     );
     let req = || InvokeRequest {
+        qualifier: None,
+        request_id: None,
         function: f.clone(),
         payload: Bytes::from_static(b"{}"),
         client_context: None,

@@ -179,6 +179,11 @@ impl RequestId {
     pub fn new() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
     }
+    /// A request id handed out before and read back from Serval's own store (an
+    /// asynchronous event keeps its id across retries and restarts).
+    pub fn from_stored(id: String) -> Self {
+        Self(id)
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }

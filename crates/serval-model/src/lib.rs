@@ -10,6 +10,7 @@ mod handler;
 mod ids;
 pub mod limits;
 mod runtime;
+mod versions;
 
 pub use config::{
     validate_description, validate_ephemeral_mb, validate_memory_mb, validate_role,
@@ -19,6 +20,10 @@ pub use config::{
 pub use handler::{Handler, HandlerError};
 pub use ids::{EnvironmentId, FunctionName, FunctionRef, Qualifier, RequestId};
 pub use runtime::{Runtime, RuntimeFamily};
+pub use versions::{
+    validate_alias_name, validate_event_age_secs, validate_retry_attempts, AliasConfig,
+    EventInvokeConfig, ProvisionedConcurrencyConfig, VersionId,
+};
 
 /// A value that breaks one of AWS's constraints; the message is AWS's own wording, ready to be
 /// sent as the `Message` of an `InvalidParameterValueException` or `ValidationException`.

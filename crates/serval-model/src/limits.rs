@@ -35,3 +35,19 @@ pub const LIST_MAX_ITEMS: usize = 50;
 pub const ACCOUNT_CONCURRENCY_DEFAULT: u32 = 1000;
 /// Most tags on one function.
 pub const TAGS_MAX: usize = 50;
+/// Largest asynchronous (`Event`) invocation payload: 1 MB since AWS raised it from 256 KB.
+pub const ASYNC_PAYLOAD_MAX_BYTES: usize = 1024 * 1024;
+/// `MaximumRetryAttempts` of an event-invoke config: range and AWS's default.
+pub const RETRY_ATTEMPTS_MAX: u32 = 2;
+pub const RETRY_ATTEMPTS_DEFAULT: u32 = 2;
+/// `MaximumEventAgeInSeconds` of an event-invoke config: range and AWS's default (6 hours).
+pub const EVENT_AGE_SECS_MIN: u32 = 60;
+pub const EVENT_AGE_SECS_MAX: u32 = 21_600;
+pub const EVENT_AGE_SECS_DEFAULT: u32 = 21_600;
+/// Concurrency AWS keeps unreserved for functions without a reservation
+/// (`UnreservedConcurrentExecutions` may not go below this through PutFunctionConcurrency).
+pub const UNRESERVED_CONCURRENCY_MIN: u32 = 100;
+/// Longest alias name.
+pub const ALIAS_NAME_MAX_LEN: usize = 128;
+/// Most versions an alias routes between (its own plus one in `AdditionalVersionWeights`).
+pub const ALIAS_ADDITIONAL_VERSIONS_MAX: usize = 1;

@@ -22,6 +22,8 @@ mod db;
 mod error;
 mod functions;
 mod logs;
+mod queue;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,6 +32,7 @@ use rusqlite::Connection;
 
 pub use code::{CodeInfo, CodeLimits};
 pub use error::{CodeError, StoreError};
+pub use queue::{EventQueue, NewEvent, QueueError, QueueLimits, QueuedEvent, QUEUE_DB_FILE_NAME};
 pub use logs::{
     DescribeLogStreamsQuery, FilterLogEventsQuery, FilteredEventsPage, FilteredLogEvent,
     GetLogEventsQuery, LogEvent, LogEventsPage, LogGroupInfo, LogStreamInfo, LogStreamOrder,
