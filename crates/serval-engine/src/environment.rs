@@ -107,7 +107,10 @@ pub struct FunctionSpec {
 impl FunctionSpec {
     pub fn new(config: FunctionConfig, code_dir: PathBuf, shared: &Shared) -> Self {
         let region = &shared.config.region;
-        let arn = config.arn(region);
+        let arn = match config.version.as_str() {
+            "$LATEST" => config.arn(region),
+            version => format!("{}:{version}", config.arn(region)),
+        };
         let log_group = format!("/aws/lambda/{}", config.name);
         let mut env: Vec<(String, String)> = vec![
             ("AWS_LAMBDA_FUNCTION_NAME".into(), config.name.to_string()),
@@ -177,6 +180,8 @@ pub struct Environment {
     frozen: bool,
     /// Set on a fresh environment until its first invocation reports it.
     init_duration: Option<Duration>,
+    /// Set while the environment counts toward its pool's provisioned concurrency.
+    provisioned: Option<ProvisionedMark>,
     peak_memory_bytes: u64,
     memory_read_at: Option<Instant>,
     counter: Arc<AtomicU32>,
@@ -187,6 +192,30 @@ impl Drop for Environment {
     fn drop(&mut self) {
         self.cancel.cancel();
         self.counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why an environment is created: for an invocation waiting on it, or ahead of time for
+/// provisioned concurrency (`AWS_LAMBDA_INITIALIZATION_TYPE` tells the function which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitType {
+    OnDemand,
+    Provisioned,
+}
+
+/// Counts an environment in its pool's provisioned set for as long as it is held.
+pub struct ProvisionedMark(Arc<AtomicU32>);
+
+impl ProvisionedMark {
+    pub fn new(counter: Arc<AtomicU32>) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for ProvisionedMark {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -360,6 +389,7 @@ pub async fn create(
     spec: &FunctionSpec,
     request_id: &RequestId,
     tail: bool,
+    init_type: InitType,
 ) -> Result<ColdStart, InvokeError> {
     let started = Instant::now();
     let id = EnvironmentId::next();
@@ -370,7 +400,10 @@ pub async fn create(
             function: spec.config.name.clone(),
             source,
         })?;
-    let started_env = start(shared, spec, request_id, tail, id, &tmp_dir, started).await;
+    let started_env = start(
+        shared, spec, request_id, tail, id, &tmp_dir, started, init_type,
+    )
+    .await;
     if !matches!(started_env, Ok(Start::Running(..))) {
         // Nothing was started that would clean up after itself.
         if let Err(error) = tokio::fs::remove_dir_all(&tmp_dir).await {
@@ -430,6 +463,7 @@ async fn start(
     id: EnvironmentId,
     tmp_dir: &std::path::Path,
     started: Instant,
+    init_type: InitType,
 ) -> Result<Start, InvokeError> {
     let function = &spec.config.name;
     let setup = |source| InvokeError::Setup {
@@ -496,6 +530,13 @@ async fn start(
     };
     let program = launch.program.display().to_string();
     let mut env = spec.env_base.clone();
+    if init_type == InitType::Provisioned {
+        for (key, value) in env.iter_mut() {
+            if key == "AWS_LAMBDA_INITIALIZATION_TYPE" {
+                *value = "provisioned-concurrency".into();
+            }
+        }
+    }
     env.push(("AWS_LAMBDA_RUNTIME_API".into(), api_addr.to_string()));
     env.push(("AWS_LAMBDA_LOG_STREAM_NAME".into(), stream.stream.clone()));
     env.push((
@@ -572,6 +613,7 @@ async fn start(
             last_used: Instant::now(),
             frozen: false,
             init_duration: None,
+            provisioned: None,
             peak_memory_bytes: 0,
             memory_read_at: None,
             counter: shared.environments.clone(),
@@ -683,6 +725,22 @@ impl Environment {
 
     pub fn is_frozen(&self) -> bool {
         self.frozen
+    }
+
+    /// Makes a freshly initialized environment part of provisioned concurrency: its init
+    /// happened ahead of any invocation, so no REPORT line carries an `Init Duration`.
+    pub fn mark_provisioned(&mut self, mark: ProvisionedMark) {
+        self.init_duration = None;
+        self.provisioned = Some(mark);
+    }
+
+    /// Takes the environment out of provisioned concurrency (it may now be reaped).
+    pub fn unmark_provisioned(&mut self) {
+        self.provisioned = None;
+    }
+
+    pub fn is_provisioned(&self) -> bool {
+        self.provisioned.is_some()
     }
 
     async fn await_exit(&mut self) -> Option<ExitInfo> {

@@ -5,17 +5,25 @@
 //! push or a pop, never across an await. Idle environments are reused last-in first-out, so a
 //! steady trickle keeps one environment hot and lets the rest age out.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::environment::{Environment, FunctionSpec};
+use crate::environment::{Environment, FunctionSpec, ProvisionedMark};
 
 /// One function configuration and its environments.
 pub struct Pool {
     pub spec: Arc<FunctionSpec>,
     idle: Mutex<Vec<Environment>>,
     retired: AtomicBool,
+    /// Provisioned concurrency: how many initialized environments to keep.
+    pub provisioned_target: AtomicU32,
+    /// Live environments (idle or busy) counted toward the target.
+    pub provisioned_live: Arc<AtomicU32>,
+    /// Provisioned environments being created now.
+    pub provisioning: AtomicU32,
+    /// The last provisioned init failure and when it happened, cleared by a success.
+    pub provisioned_failure: Mutex<Option<(Instant, String)>>,
 }
 
 impl Pool {
@@ -24,6 +32,33 @@ impl Pool {
             spec: Arc::new(spec),
             idle: Mutex::new(Vec::new()),
             retired: AtomicBool::new(false),
+            provisioned_target: AtomicU32::new(0),
+            provisioned_live: Arc::new(AtomicU32::new(0)),
+            provisioning: AtomicU32::new(0),
+            provisioned_failure: Mutex::new(None),
+        }
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// A mark counting one environment toward this pool's provisioned concurrency.
+    pub fn provisioned_mark(&self) -> ProvisionedMark {
+        ProvisionedMark::new(self.provisioned_live.clone())
+    }
+
+    /// Unmarks idle provisioned environments beyond the target, so they age out as usual.
+    pub fn trim_provisioned(&self) {
+        let target = self.provisioned_target.load(Ordering::Acquire);
+        let mut idle = self.lock();
+        for env in idle.iter_mut() {
+            if self.provisioned_live.load(Ordering::Acquire) <= target {
+                break;
+            }
+            if env.is_provisioned() {
+                env.unmark_provisioned();
+            }
         }
     }
 
@@ -72,11 +107,12 @@ impl Pool {
         drop(idle);
     }
 
-    /// Destroys idle environments last used before `cutoff` or already dead.
+    /// Destroys idle environments last used before `cutoff` (provisioned ones excepted) or
+    /// already dead.
     pub fn reap(&self, cutoff: Instant) -> usize {
         let mut idle = self.lock();
         let before = idle.len();
-        idle.retain(|env| env.last_used >= cutoff && env.is_alive());
+        idle.retain(|env| (env.last_used >= cutoff || env.is_provisioned()) && env.is_alive());
         before - idle.len()
     }
 

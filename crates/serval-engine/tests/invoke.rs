@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serval_engine::{Engine, EngineConfig, InvokeOutcome, InvokeRequest, InvokeResult};
+use serval_engine::{
+    Engine, EngineConfig, InvokeOutcome, InvokeRequest, InvokeResult, ProvisionedState,
+};
 use serval_model::{
-    Architecture, EnvironmentVars, FunctionConfig, FunctionName, FunctionState, Handler,
-    LastUpdateStatus, PackageType, Runtime,
+    AliasConfig, Architecture, EnvironmentVars, FunctionConfig, FunctionName, FunctionState,
+    Handler, LastUpdateStatus, PackageType, Qualifier, Runtime, VersionId,
 };
 use serval_runtimes::RuntimeSet;
 use serval_sandbox::{AnySandbox, ProcessSandbox};
@@ -63,13 +65,29 @@ impl Harness {
         timeout_secs: u32,
         env: &[(&str, &str)],
     ) -> FunctionName {
+        let config = self.config(name, runtime, handler, files, timeout_secs, env);
+        let name = config.name.clone();
+        self.engine.deploy(config);
+        name
+    }
+
+    /// The `$LATEST` configuration `deploy` would register, with its code stored.
+    fn config(
+        &self,
+        name: &str,
+        runtime: Runtime,
+        handler: &str,
+        files: &[(&str, &str, u32)],
+        timeout_secs: u32,
+        env: &[(&str, &str)],
+    ) -> FunctionConfig {
         let code = self.store.put_code(&zip_of(files)).unwrap();
         let name = FunctionName::parse(name).unwrap();
         let vars: BTreeMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.engine.deploy(FunctionConfig {
+        FunctionConfig {
             name: name.clone(),
             runtime,
             role: "arn:aws:iam::000000000000:role/r".into(),
@@ -88,8 +106,7 @@ impl Harness {
             version: "$LATEST".into(),
             state: FunctionState::Active,
             last_update_status: LastUpdateStatus::Successful,
-        });
-        name
+        }
     }
 
     async fn invoke(&self, name: &FunctionName, payload: &str, tail: bool) -> InvokeOutcome {
@@ -564,4 +581,253 @@ async fn a_malformed_handler_fails_init_without_starting_an_interpreter() {
         &[],
     );
     assert_eq!(success(&h.invoke(&ok, "{}", false).await), 7);
+}
+
+fn request(f: &FunctionName, qualifier: Option<Qualifier>, tail: bool) -> InvokeRequest {
+    InvokeRequest {
+        qualifier,
+        request_id: None,
+        function: f.clone(),
+        payload: Bytes::from_static(b"{}"),
+        client_context: None,
+        log_tail: tail,
+    }
+}
+
+/// Deploys `$LATEST` returning `which`, and publishes it as version `version`.
+fn publish(h: &Harness, name: &str, which: &str, version: u64) -> FunctionName {
+    let code = format!(
+        "import os\ndef handler(e, c):\n    return {{'code': '{which}', 'version': os.environ['AWS_LAMBDA_FUNCTION_VERSION'], 'init': os.environ['AWS_LAMBDA_INITIALIZATION_TYPE'], 'arn': c.invoked_function_arn}}\n"
+    );
+    let mut cfg = h.config(
+        name,
+        Runtime::Python312,
+        "app.handler",
+        &[("app.py", &code, 0o644)],
+        5,
+        &[],
+    );
+    let f = cfg.name.clone();
+    h.engine.deploy(cfg.clone());
+    cfg.version = version.to_string();
+    h.engine.deploy_version(cfg);
+    f
+}
+
+#[tokio::test]
+async fn published_versions_keep_their_code_and_report_the_version_that_ran() {
+    let h = Harness::new(|_| {});
+    let f = publish(&h, "versioned", "one", 1);
+    publish(&h, "versioned", "two", 2);
+    h.deploy(
+        "versioned",
+        Runtime::Python312,
+        "app.handler",
+        &[(
+            "app.py",
+            "def handler(e, c):\n    return {'code': 'latest'}\n",
+            0o644,
+        )],
+        5,
+        &[],
+    );
+    let one = h
+        .engine
+        .invoke(request(&f, Some(Qualifier::Version(1)), false))
+        .await
+        .unwrap();
+    assert_eq!(success(&one)["code"], "one");
+    assert_eq!(success(&one)["version"], "1");
+    assert_eq!(
+        success(&one)["arn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:versioned:1"
+    );
+    assert_eq!(one.executed_version, "1");
+    let latest = h.engine.invoke(request(&f, None, false)).await.unwrap();
+    assert_eq!(success(&latest)["code"], "latest");
+    assert_eq!(latest.executed_version, "$LATEST");
+    let missing = h
+        .engine
+        .invoke(request(&f, Some(Qualifier::Version(3)), false))
+        .await;
+    assert!(matches!(
+        missing,
+        Err(serval_engine::InvokeError::FunctionNotFound {
+            qualifier: Some(Qualifier::Version(3)),
+            ..
+        })
+    ));
+    h.engine.remove_version(&f, 1);
+    assert!(h
+        .engine
+        .invoke(request(&f, Some(Qualifier::Version(1)), false))
+        .await
+        .is_err());
+    assert!(h
+        .engine
+        .invoke(request(&f, Some(Qualifier::Version(2)), false))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn an_alias_splits_invocations_between_two_versions_by_weight() {
+    let h = Harness::new(|_| {});
+    let f = publish(&h, "weighted", "one", 1);
+    publish(&h, "weighted", "two", 2);
+    let mut alias = AliasConfig {
+        function: f.clone(),
+        name: "live".into(),
+        function_version: VersionId::Published(1),
+        description: String::new(),
+        additional_version_weights: BTreeMap::from([(2, 0.25)]),
+        revision_id: "r".into(),
+    };
+    h.engine.set_alias(&alias);
+    let live = Some(Qualifier::Alias("live".into()));
+    let mut twos = 0;
+    const N: usize = 400;
+    for _ in 0..N {
+        let out = h
+            .engine
+            .invoke(request(&f, live.clone(), false))
+            .await
+            .unwrap();
+        let v = success(&out);
+        assert_eq!(v["version"], out.executed_version.as_str());
+        twos += usize::from(out.executed_version == "2");
+    }
+    // Binomial(400, 0.25): mean 100, standard deviation about 8.7; allow 4 of them.
+    assert!((65..=135).contains(&twos), "{twos} of {N} ran version 2");
+    alias.additional_version_weights.clear();
+    alias.function_version = VersionId::Published(2);
+    h.engine.set_alias(&alias);
+    let out = h
+        .engine
+        .invoke(request(&f, live.clone(), false))
+        .await
+        .unwrap();
+    assert_eq!(out.executed_version, "2");
+    h.engine.remove_alias(&f, "live");
+    assert!(!matches!(
+        h.engine.invoke(request(&f, live, false)).await,
+        Ok(_)
+    ));
+}
+
+#[tokio::test]
+async fn reserved_concurrency_throttles_with_its_own_reason() {
+    let h = Harness::new(|c| c.max_concurrency = 1000);
+    let code = "import time\ndef handler(e, c):\n    time.sleep(0.5)\n    return 1\n";
+    let f = h.deploy(
+        "reserved",
+        Runtime::Python312,
+        "app.handler",
+        &[("app.py", code, 0o644)],
+        5,
+        &[],
+    );
+    h.engine.set_reserved_concurrency(&f, Some(0));
+    assert_eq!(h.engine.concurrency().unreserved, 1000);
+    match h.engine.invoke(request(&f, None, false)).await {
+        Err(serval_engine::InvokeError::TooManyRequests { reason, .. }) => {
+            assert_eq!(reason, "ReservedFunctionConcurrentInvocationLimitExceeded")
+        }
+        other => panic!("expected a throttle, got {other:?}"),
+    }
+    h.engine.set_reserved_concurrency(&f, Some(1));
+    let c = h.engine.concurrency();
+    assert_eq!(
+        (c.account_limit, c.unreserved, c.unreserved_minimum),
+        (1000, 999, 100)
+    );
+    let (a, b) = tokio::join!(h.engine.invoke(request(&f, None, false)), async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        h.engine.invoke(request(&f, None, false)).await
+    });
+    assert!(a.is_ok());
+    assert!(matches!(
+        b,
+        Err(serval_engine::InvokeError::TooManyRequests {
+            reason: "ReservedFunctionConcurrentInvocationLimitExceeded",
+            ..
+        })
+    ));
+    h.engine.set_reserved_concurrency(&f, None);
+    assert_eq!(h.engine.concurrency().unreserved, 1000);
+    let (a, b) = tokio::join!(
+        h.engine.invoke(request(&f, None, false)),
+        h.engine.invoke(request(&f, None, false))
+    );
+    assert!(a.is_ok() && b.is_ok());
+}
+
+#[tokio::test]
+async fn reservations_shrink_the_pool_other_functions_share() {
+    let h = Harness::new(|c| c.max_concurrency = 2);
+    let code = "import time\ndef handler(e, c):\n    time.sleep(0.5)\n    return 1\n";
+    let files = [("app.py", code, 0o644)];
+    let reserved = h.deploy("holder", Runtime::Python312, "app.handler", &files, 5, &[]);
+    let other = h.deploy("other", Runtime::Python312, "app.handler", &files, 5, &[]);
+    h.engine.set_reserved_concurrency(&reserved, Some(1));
+    let (a, b) = tokio::join!(h.engine.invoke(request(&other, None, false)), async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        h.engine.invoke(request(&other, None, false)).await
+    });
+    assert!(a.is_ok());
+    assert!(matches!(
+        b,
+        Err(serval_engine::InvokeError::TooManyRequests {
+            reason: "ConcurrentInvocationLimitExceeded",
+            ..
+        })
+    ));
+    // The reservation is still there for its own function.
+    assert!(h
+        .engine
+        .invoke(request(&reserved, None, false))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn provisioned_environments_are_ready_before_any_invocation() {
+    let h = Harness::new(|_| {});
+    let f = publish(&h, "provisioned", "one", 1);
+    let alias = AliasConfig {
+        function: f.clone(),
+        name: "prod".into(),
+        function_version: VersionId::Published(1),
+        description: String::new(),
+        additional_version_weights: BTreeMap::new(),
+        revision_id: "r".into(),
+    };
+    h.engine.set_alias(&alias);
+    h.engine.set_provisioned_concurrency(&f, "prod", 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = h.engine.provisioned_status(&f, "prod").unwrap();
+        if status.state == ProvisionedState::Ready {
+            assert_eq!((status.requested, status.allocated), (2, 2));
+            break;
+        }
+        assert_eq!(status.state, ProvisionedState::InProgress, "{status:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let prod = Some(Qualifier::Alias("prod".into()));
+    let (a, b) = tokio::join!(
+        h.engine.invoke(request(&f, prod.clone(), true)),
+        h.engine.invoke(request(&f, prod.clone(), true))
+    );
+    for out in [a.unwrap(), b.unwrap()] {
+        assert_eq!(success(&out)["init"], "provisioned-concurrency");
+        assert!(!tail(&out).contains("Init Duration"), "{}", tail(&out));
+    }
+    assert!(h.engine.provisioned_status(&f, "1").is_none());
+    h.engine.remove_provisioned_concurrency(&f, "prod");
+    assert!(h.engine.provisioned_status(&f, "prod").is_none());
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use serval_engine::{Engine, EngineConfig};
+use serval_engine::{AsyncConfig, Engine, EngineConfig};
 use serval_runtimes::RuntimeSet;
 use serval_sandbox::{AnySandbox, LinuxConfig, LinuxSandbox, NetworkMode, ProcessSandbox};
-use serval_store::Store;
+use serval_store::{EventQueue, QueueLimits, Store};
 
 /// Sandbox backends `serval server` can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +68,21 @@ pub struct ServerArgs {
     /// Milliseconds an environment stays idle before it is frozen (linux sandbox).
     #[arg(long, default_value_t = serval_engine::DEFAULT_FREEZE_GRACE.as_millis() as u64)]
     pub freeze_grace_ms: u64,
+    /// Milliseconds a failed asynchronous event waits before its first retry (the second
+    /// waits twice as long; throttled events back off from 1/60 of it up to 5 times it).
+    /// AWS's is one minute; tests shorten it.
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub async_retry_base_ms: u64,
+    /// How many milliseconds one second of `MaximumEventAgeInSeconds` lasts. Real time is
+    /// 1000; tests shorten it so event-age expiry happens in seconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub async_event_age_unit_ms: u64,
+    /// Most asynchronous events held in the durable queue; further `Event` invocations get 429.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub async_queue_max_events: u64,
+    /// Most payload bytes held in the durable queue.
+    #[arg(long, default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub async_queue_max_bytes: u64,
 }
 
 /// Accepts AWS-shaped region names (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
@@ -183,16 +198,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         retention,
     )
     .context("start engine")?;
-    let functions = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.all_functions())
+    let count = load_functions(&engine, &store).await?;
+    let (queue, leftovers) = {
+        let dir = data_dir.clone();
+        let limits = QueueLimits {
+            max_events: usize::try_from(args.async_queue_max_events).unwrap_or(usize::MAX),
+            max_bytes: args.async_queue_max_bytes,
+            ..QueueLimits::default()
+        };
+        tokio::task::spawn_blocking(move || EventQueue::open(&dir, limits))
             .await?
-            .context("load functions")?
+            .context("open the asynchronous event queue")?
     };
-    let count = functions.len();
-    for f in functions {
-        engine.deploy(f);
+    if !leftovers.is_empty() {
+        tracing::info!(
+            events = leftovers.len(),
+            "resuming queued asynchronous events"
+        );
     }
+    let mut async_config =
+        AsyncConfig::with_retry_base(Duration::from_millis(args.async_retry_base_ms));
+    async_config.event_age_unit = Duration::from_millis(args.async_event_age_unit_ms);
+    engine.start_async(queue, leftovers, async_config);
 
     let app = serval_api::router(serval_api::ApiState::new(
         engine.clone(),
@@ -220,6 +247,50 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Registers every stored function with the engine: `$LATEST`, published versions, aliases
+/// and settings. Returns how many functions there are.
+async fn load_functions(engine: &Engine, store: &Store) -> anyhow::Result<usize> {
+    let store = store.clone();
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        Ok((
+            store.all_functions().context("load functions")?,
+            store.all_versions().context("load versions")?,
+            store.all_aliases().context("load aliases")?,
+            store
+                .all_reserved_concurrency()
+                .context("load reserved concurrency")?,
+            store
+                .all_event_invoke_configs()
+                .context("load event-invoke configs")?,
+            store
+                .all_provisioned_concurrency()
+                .context("load provisioned concurrency")?,
+        ))
+    })
+    .await??;
+    let (functions, versions, aliases, reserved, event_configs, provisioned) = loaded;
+    let count = functions.len();
+    for f in functions {
+        engine.deploy(f);
+    }
+    for v in versions {
+        engine.deploy_version(v);
+    }
+    for a in &aliases {
+        engine.set_alias(a);
+    }
+    for (name, n) in reserved {
+        engine.set_reserved_concurrency(&name, Some(n));
+    }
+    for cfg in event_configs {
+        engine.set_event_invoke_config(cfg);
+    }
+    for p in provisioned {
+        engine.set_provisioned_concurrency(&p.function, &p.qualifier, p.requested);
+    }
+    Ok(count)
 }
 
 /// Picks the sandbox backend and says why, for the start-up line.
