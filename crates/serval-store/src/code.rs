@@ -284,9 +284,11 @@ impl Store {
         let mut removed: Vec<(String, Option<PathBuf>, u64)> = Vec::new();
         {
             let _code_lock = self.code_lock();
+            // `$LATEST` and every published version keep their package.
             let referenced: HashSet<String> = self
                 .all_functions()?
                 .into_iter()
+                .chain(self.all_versions()?)
                 .map(|f| f.code_sha256_hex)
                 .collect();
             let entries = fs::read_dir(root).map_err(|source| StoreError::Io {
@@ -1298,6 +1300,26 @@ mod tests {
         // A referenced package stays whatever the grace.
         assert_eq!(store.collect_unused_code(Duration::ZERO).unwrap(), 0);
         assert_eq!(store.code_info(&used.sha256_hex).unwrap(), Some(used));
+    }
+
+    #[test]
+    fn a_published_version_keeps_its_package_after_latest_moves_on() {
+        let (_d, store) = store();
+        let v1 = store.put_code(&zip_of(&[("a.py", b"one", 0o644)])).unwrap();
+        let v2 = store.put_code(&zip_of(&[("a.py", b"two", 0o644)])).unwrap();
+        let mut cfg = crate::functions::tests::config("f", "r1");
+        cfg.code_sha256_hex = v1.sha256_hex.clone();
+        store.create_function(&cfg, &Default::default()).unwrap();
+        cfg.version = store.next_version_number(&cfg.name).unwrap().to_string();
+        store.put_version(&cfg).unwrap();
+        let mut latest = crate::functions::tests::config("f", "r2");
+        latest.code_sha256_hex = v2.sha256_hex.clone();
+        store.update_function(&latest, None).unwrap();
+        assert_eq!(store.collect_unused_code(Duration::ZERO).unwrap(), 0);
+        assert!(store.code_info(&v1.sha256_hex).unwrap().is_some());
+        store.delete_version(&cfg.name, 1).unwrap();
+        assert!(store.collect_unused_code(Duration::ZERO).unwrap() > 0);
+        assert_eq!(store.code_info(&v1.sha256_hex).unwrap(), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! keyed on `PRAGMA user_version`.
 //!
 //! For: everything about how the database file is set up. Not for: queries of any one
-//! feature — those live beside the feature (`functions`, `code`, `logs`).
+//! feature — those live beside the feature (`functions`, `versions`, `code`, `logs`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,13 +12,13 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// The schema version this build writes; `user_version` of a fresh database after `migrate`.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits on another's lock before giving up with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations; entry `i` brings the database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 0 -> 1
     r#"
     CREATE TABLE functions (
@@ -71,6 +71,44 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_chunks_by_stream ON log_chunks (stream_id, id);
     CREATE INDEX log_chunks_by_group ON log_chunks (group_name, id);
     CREATE INDEX log_chunks_by_max_ts ON log_chunks (max_ts);
+    "#,
+    // 1 -> 2: published versions, aliases and per-function settings. Every table below
+    // cascades from `functions`, so deleting a function removes all of it in one statement,
+    // and a function created again under the same name starts from `last_version = 0`.
+    r#"
+    -- The last version number handed out (never reused), and reserved concurrency (NULL: none).
+    ALTER TABLE functions ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER;
+
+    CREATE TABLE function_versions (
+        function  TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        version   INTEGER NOT NULL,
+        config    TEXT NOT NULL,           -- FunctionConfig as JSON
+        PRIMARY KEY (function, version)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE aliases (
+        function  TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        name      TEXT NOT NULL,
+        config    TEXT NOT NULL,           -- AliasConfig as JSON
+        PRIMARY KEY (function, name)
+    ) WITHOUT ROWID;
+
+    -- Keyed by the qualifier as put: `$LATEST`, a version number or an alias name.
+    CREATE TABLE event_invoke_configs (
+        function  TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        config    TEXT NOT NULL,           -- EventInvokeConfig as JSON
+        PRIMARY KEY (function, qualifier)
+    ) WITHOUT ROWID;
+
+    -- Keyed by a version number or an alias name.
+    CREATE TABLE provisioned_concurrency_configs (
+        function  TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        config    TEXT NOT NULL,           -- ProvisionedConcurrencyConfig as JSON
+        PRIMARY KEY (function, qualifier)
+    ) WITHOUT ROWID;
     "#,
 ];
 

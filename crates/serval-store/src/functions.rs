@@ -193,8 +193,11 @@ impl Store {
             .map_err(StoreError::db("commit update function"))
     }
 
-    /// Deletes the function and its tags; `false` if it did not exist. Code packages and
-    /// logs are left alone (other functions may share the code; logs outlive functions).
+    /// Deletes the function and its tags; `false` if it did not exist. Its published versions,
+    /// aliases, reserved concurrency, event-invoke and provisioned concurrency configs go with
+    /// it in the same statement (the schema cascades them), and its version numbers start
+    /// again from 1 if the name is created again. Code packages and logs are left alone
+    /// (other functions may share the code; logs outlive functions).
     pub fn delete_function(&self, name: &FunctionName) -> Result<bool, StoreError> {
         let n = self
             .writer()

@@ -2,6 +2,10 @@
 //!
 //! What it keeps, under one data directory:
 //! - function metadata and tags (`functions`), in SQLite (WAL) at `<data_dir>/serval.db`;
+//! - published versions, aliases, reserved concurrency, event-invoke and provisioned
+//!   concurrency configs (`versions`), in the same database;
+//! - the durable queue of asynchronous invocations (`queue`), in its own database
+//!   `<data_dir>/queue.db` with `synchronous=FULL` and group commit;
 //! - code packages (`code`), content-addressed by SHA-256: the zip as uploaded at
 //!   `<data_dir>/code/<hex>.zip` and its validated, read-only unpacked tree at
 //!   `<data_dir>/code/<hex>/`, unpacked once per hash, and removed by
@@ -32,12 +36,12 @@ use rusqlite::Connection;
 
 pub use code::{CodeInfo, CodeLimits};
 pub use error::{CodeError, StoreError};
-pub use queue::{EventQueue, NewEvent, QueueError, QueueLimits, QueuedEvent, QUEUE_DB_FILE_NAME};
 pub use logs::{
     DescribeLogStreamsQuery, FilterLogEventsQuery, FilteredEventsPage, FilteredLogEvent,
     GetLogEventsQuery, LogEvent, LogEventsPage, LogGroupInfo, LogStreamInfo, LogStreamOrder,
     OutputLogEvent, StreamEvents, LOG_EVENTS_MAX_LIMIT, REQUEST_ID_MAX_BYTES,
 };
+pub use queue::{EventQueue, NewEvent, QueueError, QueueLimits, QueuedEvent, QUEUE_DB_FILE_NAME};
 
 /// File name of the metadata database inside the data directory.
 pub const DB_FILE_NAME: &str = "serval.db";
