@@ -571,20 +571,6 @@ unsafe fn init_main(arg: *mut c_void) -> c_int {
         fail(setup, Stage::Hostname);
     }
 
-    let nofile = libc::rlimit {
-        rlim_cur: plan.nofile,
-        rlim_max: plan.nofile,
-    };
-    let no_core = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    if libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) != 0
-        || libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0
-    {
-        fail(setup, Stage::Limits);
-    }
-
     // Hide the server's command line and name.
     if let Some((start, len)) = plan.argv_area {
         let area = start as *mut u8;
@@ -618,6 +604,23 @@ unsafe fn init_main(arg: *mut c_void) -> c_int {
     }
     if libc::syscall(libc::SYS_close_range, SERVER_FD + 1, c_int::MAX, 0) != 0 {
         fail(SETUP_FD, Stage::Descriptors);
+    }
+
+    // Limits, once only the descriptors above are open: the server may hold more than the
+    // function's descriptor limit, and with the limit applied first the copies of its table
+    // would leave no room to arrange ours.
+    let nofile = libc::rlimit {
+        rlim_cur: plan.nofile,
+        rlim_max: plan.nofile,
+    };
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) != 0
+        || libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0
+    {
+        fail(SETUP_FD, Stage::Limits);
     }
 
     // Privileges: no capabilities in any set, the sandbox user, no way back.

@@ -978,6 +978,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn starts_while_the_server_holds_more_descriptors_than_a_function_may() {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we own.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        if limit.rlim_cur < 2_000 {
+            eprintln!(
+                "skipping: the descriptor limit {} is too low",
+                limit.rlim_cur
+            );
+            return;
+        }
+        // Well past the function's 1,024, as a busy server's table is.
+        let held: Vec<std::fs::File> = (0..1_500)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        let Some((exit, out)) = run("ulimit -n; ls /proc/self/fd | wc -l", 128).await else {
+            return;
+        };
+        drop(held);
+        assert_eq!(exit.code, Some(0), "{out}");
+        assert!(out.starts_with("1024\n"), "{out}");
+    }
+
+    #[tokio::test]
     async fn reports_the_runtime_exit_code_and_signal() {
         let Some((exit, _)) = run("exit 7", 128).await else {
             return;
