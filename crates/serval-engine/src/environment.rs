@@ -400,10 +400,12 @@ pub async fn create(
             function: spec.config.name.clone(),
             source,
         })?;
-    let started_env = start(
-        shared, spec, request_id, tail, id, &tmp_dir, started, init_type,
-    )
-    .await;
+    let cause = Cause {
+        request_id,
+        tail,
+        init_type,
+    };
+    let started_env = start(shared, spec, cause, id, &tmp_dir, started).await;
     if !matches!(started_env, Ok(Start::Running(..))) {
         // Nothing was started that would clean up after itself.
         if let Err(error) = tokio::fs::remove_dir_all(&tmp_dir).await {
@@ -454,17 +456,29 @@ pub async fn create(
     }
 }
 
+/// What an environment is started for: the invocation waiting on it (whose request id its
+/// init output is logged under, and whether it asked for the log tail) and the init type.
+#[derive(Clone, Copy)]
+struct Cause<'a> {
+    request_id: &'a RequestId,
+    tail: bool,
+    init_type: InitType,
+}
+
 /// Prepares the environment's Runtime API, log pipe and variables, and starts its process.
 async fn start(
     shared: &Shared,
     spec: &FunctionSpec,
-    request_id: &RequestId,
-    tail: bool,
+    cause: Cause<'_>,
     id: EnvironmentId,
     tmp_dir: &std::path::Path,
     started: Instant,
-    init_type: InitType,
 ) -> Result<Start, InvokeError> {
+    let Cause {
+        request_id,
+        tail,
+        init_type,
+    } = cause;
     let function = &spec.config.name;
     let setup = |source| InvokeError::Setup {
         function: function.clone(),

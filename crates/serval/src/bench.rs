@@ -8,6 +8,7 @@
 //!
 //! Not for: asserting on speed (tests never do) or load-testing real functions.
 
+mod async_queue;
 mod load;
 mod private_server;
 mod sandbox_cost;
@@ -71,6 +72,11 @@ pub struct BenchArgs {
     /// environment creation and destruction, freeze and thaw, `--samples` times each.
     #[arg(long)]
     pub sandbox_cost: bool,
+    /// Measure asynchronous invocation instead: durable enqueue throughput and ack latency at
+    /// each `--concurrency` level, and accept-to-handler-start latency (`--invokes` samples,
+    /// at most 2000) with an idle warm function.
+    #[arg(long = "async", conflicts_with = "sandbox_cost")]
+    pub async_queue: bool,
 }
 
 fn parse_bench_duration(s: &str) -> Result<Duration, String> {
@@ -230,6 +236,14 @@ fn ms(d: Option<Duration>) -> Option<f64> {
 pub async fn run(endpoint: Option<Endpoint>, args: BenchArgs) -> anyhow::Result<()> {
     if args.sandbox_cost {
         return sandbox_cost::run(&args).await;
+    }
+    if args.async_queue {
+        if endpoint.is_some() && !args.sandbox.is_empty() {
+            anyhow::bail!(
+                "--sandbox starts a private server; it cannot be combined with --endpoint"
+            );
+        }
+        return async_queue::run(endpoint, &args).await;
     }
     if endpoint.is_some() && !args.sandbox.is_empty() {
         anyhow::bail!("--sandbox starts private servers; it cannot be combined with --endpoint");

@@ -574,6 +574,37 @@ impl Client {
         }
     }
 
+    /// `PutFunctionConcurrency`: reserves `reserved` concurrent executions (0 throttles the
+    /// function).
+    pub async fn put_function_concurrency(
+        &self,
+        name: &str,
+        reserved: u32,
+    ) -> Result<(), ClientError> {
+        let path = format!("/2017-10-31/functions/{}/concurrency", uri_encode(name));
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "ReservedConcurrentExecutions": reserved }))
+                .expect("a request serializes");
+        let response = self
+            .send(
+                Service::Lambda,
+                Method::PUT,
+                &path,
+                &[("content-type", "application/json".to_owned())],
+                Bytes::from(body),
+            )
+            .await?;
+        if response.status.is_success() {
+            Ok(())
+        } else {
+            Err(ClientError::Api(ApiError::from_response(
+                response.status,
+                &response.headers,
+                &response.body,
+            )))
+        }
+    }
+
     /// `ListFunctions`, one page.
     pub async fn list_functions(
         &self,

@@ -50,6 +50,22 @@ struct Response {
     status: u16,
     request_id: Option<String>,
     close: bool,
+    /// The body when it is small enough to be a probe (see [`probe_target`]).
+    body: Vec<u8>,
+}
+
+/// Largest event body kept to look for a probe.
+const PROBE_MAX_BYTES: usize = 512;
+/// The prefix of an event asking the runtime to report when it received it: the event
+/// `{"probe":"<ip:port>",...}` is sent back, as is, in one UDP datagram to `ip:port` as soon as
+/// it arrives. `serval bench --async` measures accept-to-handler-start latency with it.
+const PROBE_PREFIX: &[u8] = br#"{"probe":""#;
+
+/// The address an event asks to be reported to, if it is a probe.
+fn probe_target(body: &[u8]) -> Option<std::net::SocketAddr> {
+    let rest = body.strip_prefix(PROBE_PREFIX)?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
 /// The keep-alive connection to the Runtime API.
@@ -121,14 +137,22 @@ impl Conn {
                 if body_len > MAX_BODY_BYTES {
                     return Err(invalid("response body too large"));
                 }
-                io::copy(
-                    &mut (&mut self.reader).take(body_len as u64),
-                    &mut io::sink(),
-                )?;
+                let mut body = Vec::new();
+                if body_len <= PROBE_MAX_BYTES {
+                    (&mut self.reader)
+                        .take(body_len as u64)
+                        .read_to_end(&mut body)?;
+                } else {
+                    io::copy(
+                        &mut (&mut self.reader).take(body_len as u64),
+                        &mut io::sink(),
+                    )?;
+                }
                 return Ok(Response {
                     status,
                     request_id,
                     close,
+                    body,
                 });
             }
             let Some((name, value)) = line.split_once(':') else {
@@ -231,6 +255,7 @@ pub fn serve(api: &str, max_invocations: Option<u64>) -> io::Result<()> {
     let mut conn = Conn::connect(api)?;
     let next_request = get_next(api);
     let mut handled = 0u64;
+    let mut probe_socket: Option<Option<std::net::UdpSocket>> = None;
     let mut next = exchange(&mut conn, &next_request)?;
     loop {
         if next.status != 200 {
@@ -248,6 +273,14 @@ pub fn serve(api: &str, max_invocations: Option<u64>) -> io::Result<()> {
         }
         handled += 1;
         let last = max_invocations.is_some_and(|m| handled >= m);
+        if let Some(target) = probe_target(&next.body) {
+            let socket =
+                probe_socket.get_or_insert_with(|| std::net::UdpSocket::bind(("0.0.0.0", 0)).ok());
+            if let Some(socket) = socket {
+                // Best effort: a lost datagram is a lost sample, not an error.
+                let _ = socket.send_to(&next.body, target);
+            }
+        }
 
         // The response and the next GET in one write: one round trip per invocation.
         let mut batch = post_response(api, &id);
@@ -408,6 +441,16 @@ mod tests {
                 "POST /2018-06-01/runtime/invocation/a-2/response HTTP/1.1",
             ]
         );
+    }
+
+    #[test]
+    fn recognizes_probe_events() {
+        assert_eq!(
+            probe_target(br#"{"probe":"127.0.0.1:4000","seq":3}"#),
+            Some("127.0.0.1:4000".parse().unwrap())
+        );
+        assert_eq!(probe_target(br#"{"probe":"nonsense"}"#), None);
+        assert_eq!(probe_target(br#"{"ok":true}"#), None);
     }
 
     #[test]

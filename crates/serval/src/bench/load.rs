@@ -33,6 +33,17 @@ pub struct InvokeTemplate {
 impl InvokeTemplate {
     /// A signed `RequestResponse` Invoke of `function` with `payload`.
     pub fn new(endpoint: &Endpoint, function: &str, payload: Bytes) -> Self {
+        Self::with_type(endpoint, function, payload, "RequestResponse")
+    }
+
+    /// A signed Invoke of `function` with `payload` and `invocation_type` (`Event` for an
+    /// asynchronous one, answered 202 once the event is stored).
+    pub fn with_type(
+        endpoint: &Endpoint,
+        function: &str,
+        payload: Bytes,
+        invocation_type: &'static str,
+    ) -> Self {
         let uri: Uri = format!("/2015-03-31/functions/{}/invocations", uri_encode(function))
             .parse()
             .expect("an encoded path is a valid URI");
@@ -44,7 +55,7 @@ impl InvokeTemplate {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
             headers::INVOCATION_TYPE,
-            HeaderValue::from_static("RequestResponse"),
+            HeaderValue::from_static(invocation_type),
         );
         Signer::from_env().sign(
             "lambda",
@@ -102,6 +113,11 @@ impl InvokeConn {
             let _ = connection.await;
         });
         Ok(Self { sender, template })
+    }
+
+    /// Sends `template`'s request from now on (same server, same connection).
+    pub fn set_template(&mut self, template: Arc<InvokeTemplate>) {
+        self.template = template;
     }
 
     /// Sends one invocation and reads its whole response.

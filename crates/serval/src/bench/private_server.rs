@@ -37,6 +37,11 @@ impl PrivateServer {
     /// `RUST_LOG` says otherwise).
     /// `sandbox` picks the backend (`--sandbox`); `None` leaves the server's default.
     pub async fn start(sandbox: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(sandbox, &[]).await
+    }
+
+    /// `start` with further `serval server` flags.
+    pub async fn start_with(sandbox: Option<&str>, extra: &[&str]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("find the serval binary")?;
         let dir = tempfile::Builder::new()
             .prefix("serval-bench-")
@@ -54,6 +59,7 @@ impl PrivateServer {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(sandbox.map(|s| ["--sandbox", s]).into_iter().flatten())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
