@@ -140,7 +140,7 @@ pub(crate) struct Inner {
     unreserved_running: AtomicU32,
     /// Sum of every function's reserved concurrency.
     reserved_total: AtomicU32,
-    shutting_down: AtomicBool,
+    pub(crate) shutting_down: AtomicBool,
     cancel: CancellationToken,
     /// Wakes the provisioner when a target changes or a provisioned environment is gone.
     provisioner: Notify,

@@ -40,6 +40,18 @@ pub struct AsyncConfig {
     pub throttle_backoff_min: Duration,
     /// AWS: five minutes.
     pub throttle_backoff_max: Duration,
+    /// How many events of one function may run at once when its backlog begins; the number
+    /// grows by as many again every [`AsyncConfig::scale_interval`] while the function's
+    /// events keep waiting for a slot (AWS scales a function's concurrency step by step the
+    /// same way). Keeps a burst of events from becoming a burst of cold starts.
+    pub scale_step: u32,
+    pub scale_interval: Duration,
+}
+
+/// The default [`AsyncConfig::scale_step`]: four events per core, at least eight.
+fn default_scale_step() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores * 4).unwrap_or(u32::MAX).max(8)
 }
 
 impl Default for AsyncConfig {
@@ -49,6 +61,8 @@ impl Default for AsyncConfig {
             event_age_unit: Duration::from_secs(1),
             throttle_backoff_min: Duration::from_secs(1),
             throttle_backoff_max: Duration::from_secs(300),
+            scale_step: default_scale_step(),
+            scale_interval: Duration::from_secs(1),
         }
     }
 }

@@ -709,9 +709,9 @@ async fn an_alias_splits_invocations_between_two_versions_by_weight() {
         .unwrap();
     assert_eq!(out.executed_version, "2");
     h.engine.remove_alias(&f, "live");
-    assert!(!matches!(
+    assert!(matches!(
         h.engine.invoke(request(&f, live, false)).await,
-        Ok(_)
+        Err(serval_engine::InvokeError::FunctionNotFound { .. })
     ));
 }
 
