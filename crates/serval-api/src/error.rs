@@ -51,6 +51,11 @@ pub enum ErrorCode {
     UnknownOperation,
     /// 500: Serval itself failed.
     Service,
+    /// 503 `ServiceException`: Serval cannot take the request now (shutting down, no queue);
+    /// SDKs retry 503s.
+    ServiceUnavailable,
+    /// 404: a version or alias has no provisioned concurrency config.
+    ProvisionedConcurrencyConfigNotFound,
 }
 
 impl ErrorCode {
@@ -67,14 +72,19 @@ impl ErrorCode {
             ErrorCode::InvalidRequestContent => "InvalidRequestContentException",
             ErrorCode::UnsupportedMediaType => "UnsupportedMediaTypeException",
             ErrorCode::UnknownOperation => "UnknownOperationException",
-            ErrorCode::Service => "ServiceException",
+            ErrorCode::Service | ErrorCode::ServiceUnavailable => "ServiceException",
+            ErrorCode::ProvisionedConcurrencyConfigNotFound => {
+                "ProvisionedConcurrencyConfigNotFoundException"
+            }
         }
     }
 
     /// The HTTP status AWS uses.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::ResourceNotFound | ErrorCode::UnknownOperation => StatusCode::NOT_FOUND,
+            ErrorCode::ResourceNotFound
+            | ErrorCode::UnknownOperation
+            | ErrorCode::ProvisionedConcurrencyConfigNotFound => StatusCode::NOT_FOUND,
             ErrorCode::ResourceConflict => StatusCode::CONFLICT,
             ErrorCode::InvalidParameterValue
             | ErrorCode::Validation
@@ -84,6 +94,7 @@ impl ErrorCode {
             ErrorCode::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Service => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

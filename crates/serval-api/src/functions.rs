@@ -1,5 +1,6 @@
-//! Lambda control-plane handlers: create, read, list, update and delete functions, tags,
-//! account settings.
+//! Lambda control-plane handlers: create, read, list, update and delete functions (and single
+//! versions), tags, account settings; and the helpers every control-plane module shares
+//! (qualifier resolution, the mutation protocol, request bodies, paging).
 //!
 //! Each handler parses the wire request, validates it with `serval-model`, asks the store
 //! (blocking, so on `spawn_blocking`) and tells the engine about the change. The store is the
@@ -14,7 +15,9 @@
 //! therefore sees changes in the store's commit order. Code uploads are also bounded in number
 //! ([`ApiState::uploads`]) because each holds tens of megabytes.
 //!
-//! Not for: invocations (`invoke`), code download (`code`), CloudWatch Logs (`logs`).
+//! Not for: invocations (`invoke`), versions and aliases (`versions`), concurrency settings
+//! (`concurrency`), event-invoke configs (`event_config`), code download (`code`), CloudWatch
+//! Logs (`logs`).
 
 use std::collections::BTreeMap;
 use std::sync::PoisonError;
@@ -35,6 +38,7 @@ use serval_model::{
     validate_description, validate_ephemeral_mb, validate_memory_mb, validate_role,
     validate_timeout_secs, Architecture, EnvironmentVars, FunctionConfig, FunctionName,
     FunctionRef, FunctionState, Handler, LastUpdateStatus, PackageType, Qualifier, Runtime,
+    VersionId,
 };
 use serval_store::{CodeInfo, StoreError};
 use tokio::sync::OwnedSemaphorePermit;
@@ -42,9 +46,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::body::{last_modified_now, read_limited, BodyError};
 use crate::error::{ApiError, ErrorCode};
 use crate::wire::{
-    AccountLimit, AccountUsage, CreateFunctionRequest, EphemeralStorage, FunctionCodeLocation,
-    FunctionConfiguration, GetAccountSettingsResponse, GetFunctionResponse, ListFunctionsResponse,
-    ListTagsResponse, TagResourceRequest, UpdateFunctionCodeRequest,
+    AccountLimit, AccountUsage, Concurrency, CreateFunctionRequest, EphemeralStorage,
+    FunctionCodeLocation, FunctionConfiguration, GetAccountSettingsResponse, GetFunctionResponse,
+    ListFunctionsResponse, ListTagsResponse, TagResourceRequest, UpdateFunctionCodeRequest,
     UpdateFunctionConfigurationRequest,
 };
 use crate::ApiState;
@@ -72,7 +76,7 @@ where
 /// [`ApiState::mutations`], so that `f`'s read of the current state, its store write and its
 /// engine update form one step no other mutation interleaves with. `f` must do no slow work
 /// (decode and store code before calling this).
-async fn mutate<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
+pub(crate) async fn mutate<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&ApiState) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
@@ -101,7 +105,7 @@ async fn upload_permit(state: &ApiState) -> Result<OwnedSemaphorePermit, ApiErro
 
 /// Reads and parses a JSON request body of at most `limit` bytes; an empty body is `{}`. The
 /// raw bytes are dropped on return: only the parsed request stays in memory.
-async fn json_body<T: DeserializeOwned>(
+pub(crate) async fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -159,16 +163,13 @@ pub(crate) fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Optio
         .map(|(_, v)| v.as_str())
 }
 
-/// A function named in a path, resolved to `$LATEST` (the only version that exists for now).
-///
-/// Accepts a name, a partial or a full ARN, each with an optional `:qualifier`, and
-/// `?Qualifier=`. Any qualifier other than `$LATEST` does not exist: 404, as AWS answers for
-/// an unknown version or alias.
+/// A function named in a path: its name and the qualifier given either in the name
+/// (`name:q`, a partial or full ARN with `:q`) or as `?Qualifier=`. Both may be given if they
+/// agree. Whether the qualifier exists is for the caller to check ([`read_qualified`]).
 pub(crate) fn resolve_function(
     raw: &str,
     query_qualifier: Option<&str>,
-    region: &str,
-) -> Result<FunctionName, ApiError> {
+) -> Result<(FunctionName, Option<Qualifier>), ApiError> {
     let fref = FunctionRef::parse(raw)?;
     let query = query_qualifier.map(Qualifier::parse).transpose()?;
     let qualifier = match (fref.qualifier, query) {
@@ -177,21 +178,158 @@ pub(crate) fn resolve_function(
         )),
         (a, b) => a.or(b),
     };
-    match qualifier {
-        None | Some(Qualifier::Latest) => Ok(fref.name),
-        Some(q) => Err(ApiError::function_not_found(&format!(
-            "{}:{q}",
-            fref.name.arn(region)
-        ))),
+    Ok((fref.name, qualifier))
+}
+
+/// A function named in a path for an operation on the function itself ($LATEST or the
+/// function as a whole): a qualifier other than `$LATEST` is refused with AWS's wording for
+/// operations that versions and aliases do not support (PutFunctionConcurrency's).
+pub(crate) fn resolve_unqualified(raw: &str) -> Result<FunctionName, ApiError> {
+    match resolve_function(raw, None)? {
+        (name, None | Some(Qualifier::Latest)) => Ok(name),
+        (_, Some(_)) => Err(ApiError::invalid_parameter(
+            "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.",
+        )),
     }
 }
 
-fn not_found(name: &FunctionName, region: &str) -> ApiError {
+/// The ARN of `name` qualified by `qualifier` (AWS's error messages and qualified ARNs).
+pub(crate) fn qualified_arn(name: &FunctionName, qualifier: &Qualifier, region: &str) -> String {
+    format!("{}:{qualifier}", name.arn(region))
+}
+
+/// `ResourceNotFoundException` for a qualified function that does not exist.
+pub(crate) fn qualified_not_found(
+    name: &FunctionName,
+    qualifier: &Qualifier,
+    region: &str,
+) -> ApiError {
+    ApiError::function_not_found(&qualified_arn(name, qualifier, region))
+}
+
+/// Reads the configuration `qualifier` names on `name` (on a blocking thread): `None` and
+/// `$LATEST` read `$LATEST`, a number the published version, anything else an alias's
+/// primary version. A missing function, version or alias is `ResourceNotFoundException`
+/// `Function not found: <ARN as given>`, as AWS answers GetFunction.
+pub(crate) fn read_qualified(
+    st: &ApiState,
+    name: &FunctionName,
+    qualifier: Option<&Qualifier>,
+) -> Result<FunctionConfig, ApiError> {
+    let region = &st.region;
+    let missing = || match qualifier {
+        None => not_found(name, region),
+        Some(q) => qualified_not_found(name, q, region),
+    };
+    match qualifier {
+        None | Some(Qualifier::Latest) => st.store.get_function(name)?.ok_or_else(missing),
+        Some(Qualifier::Version(n)) => st.store.get_version(name, *n)?.ok_or_else(missing),
+        Some(Qualifier::Alias(a)) => {
+            let alias = st.store.get_alias(name, a)?.ok_or_else(missing)?;
+            match alias.function_version {
+                VersionId::Latest => st.store.get_function(name)?,
+                VersionId::Published(n) => st.store.get_version(name, n)?,
+            }
+            .ok_or_else(missing)
+        }
+    }
+}
+
+/// Checks that a qualifier exists on an existing function, with the wording AWS uses for
+/// settings put on a version or alias: an unknown alias is `Cannot find alias arn: <ARN>`, an
+/// unknown version `Function not found: <ARN>`. A missing function is `Function not found`
+/// with the unqualified ARN.
+pub(crate) fn check_qualifier_exists(
+    st: &ApiState,
+    name: &FunctionName,
+    qualifier: &Qualifier,
+) -> Result<(), ApiError> {
+    let region = &st.region;
+    if st.store.get_function(name)?.is_none() {
+        return Err(not_found(name, region));
+    }
+    let exists = match qualifier {
+        Qualifier::Latest => true,
+        Qualifier::Version(n) => st.store.get_version(name, *n)?.is_some(),
+        Qualifier::Alias(a) => {
+            if st.store.get_alias(name, a)?.is_none() {
+                return Err(alias_not_found(name, a, region));
+            }
+            true
+        }
+    };
+    if exists {
+        Ok(())
+    } else {
+        Err(qualified_not_found(name, qualifier, region))
+    }
+}
+
+/// AWS's `ResourceNotFoundException` for GetAlias and settings put on an unknown alias.
+pub(crate) fn alias_not_found(name: &FunctionName, alias: &str, region: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::ResourceNotFound,
+        format!("Cannot find alias arn: {}:{alias}", name.arn(region)),
+    )
+}
+
+/// Parses `MaxItems` (1 to 10000 by the schema, AWS's `ValidationException` otherwise; at
+/// most `schema_max`) and caps it at `cap`, as AWS returns at most 50 per page whatever
+/// `MaxItems` says.
+pub(crate) fn parse_max_items(
+    pairs: &[(String, String)],
+    schema_max: i64,
+    cap: usize,
+) -> Result<usize, ApiError> {
+    let Some(raw) = query_value(pairs, "MaxItems") else {
+        return Ok(cap);
+    };
+    let n: i64 = raw.trim().parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::Validation,
+            format!("1 validation error detected: Value '{raw}' at 'maxItems' failed to satisfy constraint: Member must be a number"),
+        )
+    })?;
+    if !(1..=schema_max).contains(&n) {
+        return Err(ApiError::new(
+            ErrorCode::Validation,
+            format!("1 validation error detected: Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and {schema_max}"),
+        ));
+    }
+    Ok((n as usize).min(cap))
+}
+
+/// One page of `items` (already in list order, ascending by `key`): those after the item
+/// whose key is `after` (the previous page's `NextMarker`, parsed), at most `max_items`, and
+/// the marker of the next page when more remain. Keys rather than positions make markers
+/// survive items deleted between pages.
+pub(crate) fn paginate<T, K: Ord>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> K,
+    after: Option<&K>,
+    max_items: usize,
+    marker_of: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let mut rest: Vec<T> = items
+        .into_iter()
+        .filter(|item| after.is_none_or(|a| key(item) > *a))
+        .collect();
+    let next = (rest.len() > max_items).then(|| marker_of(&rest[max_items - 1]));
+    rest.truncate(max_items);
+    (rest, next)
+}
+
+/// `InvalidParameterValueException` for a `Marker` Serval did not hand out.
+pub(crate) fn invalid_marker() -> ApiError {
+    ApiError::invalid_parameter("Invalid marker value")
+}
+
+pub(crate) fn not_found(name: &FunctionName, region: &str) -> ApiError {
     ApiError::function_not_found(&name.arn(region))
 }
 
 /// Maps a store error of an operation on function `name` to AWS's wording.
-fn store_error(err: StoreError, name: &FunctionName, region: &str) -> ApiError {
+pub(crate) fn store_error(err: StoreError, name: &FunctionName, region: &str) -> ApiError {
     match err {
         StoreError::NotFound { .. } => not_found(name, region),
         StoreError::AlreadyExists { .. } => already_exists(name),
@@ -208,14 +346,14 @@ fn already_exists(name: &FunctionName) -> ApiError {
     )
 }
 
-fn revision_mismatch() -> ApiError {
+pub(crate) fn revision_mismatch() -> ApiError {
     ApiError::new(
         ErrorCode::PreconditionFailed,
         "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
     )
 }
 
-fn new_revision_id() -> String {
+pub(crate) fn new_revision_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -407,15 +545,21 @@ pub async fn create_function(
         state: FunctionState::Active,
         last_update_status: LastUpdateStatus::Successful,
     };
+    let publish = req.publish.unwrap_or(false);
     let cfg = mutate(&state, move |st| {
         st.store
             .create_function(&cfg, &tags)
             .map_err(|e| store_error(e, &cfg.name, &st.region))?;
         st.engine.deploy(cfg.clone());
+        if publish {
+            return crate::versions::publish(st, &cfg.name, crate::versions::PublishCheck::none());
+        }
         Ok(cfg)
     })
     .await?;
-    tracing::info!(function = %cfg.name, runtime = %cfg.runtime, "api: created function");
+    tracing::info!(function = %cfg.name, runtime = %cfg.runtime, version = %cfg.version, "api: created function");
+    // With `Publish`, the response is version 1's configuration under the unqualified ARN
+    // (LocalStack's AWS-parity provider renders CreateFunction this way).
     let out = FunctionConfiguration::from_config(&cfg, &state.region);
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
@@ -439,18 +583,20 @@ pub async fn get_function(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(&uri)?;
-    let name = resolve_function(&function, query_value(&pairs, "Qualifier"), &state.region)?;
+    let (name, qualifier) = resolve_function(&function, query_value(&pairs, "Qualifier"))?;
     let st = state.clone();
-    let (cfg, tags) = blocking(move || {
-        let cfg = st
-            .store
-            .get_function(&name)?
-            .ok_or_else(|| not_found(&name, &st.region))?;
+    let q = qualifier.clone();
+    let (cfg, tags, reserved) = blocking(move || {
+        let cfg = read_qualified(&st, &name, q.as_ref())?;
         let tags = st
             .store
             .tags(&name)
             .map_err(|e| store_error(e, &name, &st.region))?;
-        Ok((cfg, tags))
+        let reserved = st
+            .store
+            .reserved_concurrency(&name)
+            .map_err(|e| store_error(e, &name, &st.region))?;
+        Ok((cfg, tags, reserved))
     })
     .await?;
     let host = headers
@@ -460,12 +606,15 @@ pub async fn get_function(
         .or_else(|| uri.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".to_owned());
     let out = GetFunctionResponse {
-        configuration: FunctionConfiguration::from_config(&cfg, &state.region),
+        configuration: configuration_as_read(&cfg, qualifier.as_ref(), &state.region),
         code: FunctionCodeLocation {
             repository_type: "S3",
             location: format!("http://{host}/_serval/code/{}.zip", cfg.code_sha256_hex),
         },
         tags: (!tags.is_empty()).then_some(tags),
+        concurrency: reserved.map(|n| Concurrency {
+            reserved_concurrent_executions: Some(n),
+        }),
     };
     Ok(Json(out).into_response())
 }
@@ -477,33 +626,32 @@ pub async fn get_function_configuration(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(&uri)?;
-    let name = resolve_function(&function, query_value(&pairs, "Qualifier"), &state.region)?;
-    let cfg = load(&state, name).await?;
-    Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response())
+    let (name, qualifier) = resolve_function(&function, query_value(&pairs, "Qualifier"))?;
+    let st = state.clone();
+    let q = qualifier.clone();
+    let cfg = blocking(move || read_qualified(&st, &name, q.as_ref())).await?;
+    let out = configuration_as_read(&cfg, qualifier.as_ref(), &state.region);
+    Ok(Json(out).into_response())
+}
+
+/// A configuration as GetFunction and GetFunctionConfiguration render it: read without a
+/// qualifier, the unqualified ARN; read through one, the ARN qualified with it (the alias
+/// name for an alias, while `Version` is the alias's version).
+pub(crate) fn configuration_as_read(
+    cfg: &FunctionConfig,
+    qualifier: Option<&Qualifier>,
+    region: &str,
+) -> FunctionConfiguration {
+    match qualifier {
+        None => FunctionConfiguration::from_config(cfg, region),
+        Some(q) => FunctionConfiguration::qualified(cfg, region, &q.to_string()),
+    }
 }
 
 /// `GET /2015-03-31/functions/`: one page of functions in name order.
 pub async fn list_functions(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
     let pairs = query_pairs(&uri)?;
-    let max_items = match query_value(&pairs, "MaxItems") {
-        None => LIST_MAX_ITEMS,
-        Some(raw) => {
-            let n: i64 = raw.trim().parse().map_err(|_| {
-                ApiError::new(
-                    ErrorCode::Validation,
-                    format!("1 validation error detected: Value '{raw}' at 'maxItems' failed to satisfy constraint: Member must be a number"),
-                )
-            })?;
-            if !(1..=10_000).contains(&n) {
-                return Err(ApiError::new(
-                    ErrorCode::Validation,
-                    format!("1 validation error detected: Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 10000"),
-                ));
-            }
-            // AWS returns at most 50 per page whatever MaxItems says.
-            (n as usize).min(LIST_MAX_ITEMS)
-        }
-    };
+    let max_items = parse_max_items(&pairs, 10_000, LIST_MAX_ITEMS)?;
     let marker = query_value(&pairs, "Marker")
         .filter(|m| !m.is_empty())
         .map(str::to_owned);
@@ -554,7 +702,7 @@ pub async fn update_function_code(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = resolve_function(&function, None, &state.region)?;
+    let name = resolve_unqualified(&function)?;
     let upload = upload_permit(&state).await?;
     let req: UpdateFunctionCodeRequest =
         json_body(&headers, body, CODE_REQUEST_MAX_BYTES, "UpdateFunctionCode").await?;
@@ -568,6 +716,7 @@ pub async fn update_function_code(
         .map(parse_architectures)
         .transpose()?;
     let dry_run = req.dry_run.unwrap_or(false);
+    let publish = req.publish.unwrap_or(false);
     let expected = req.revision_id;
 
     // Fail a missing function or a stale precondition before the expensive part; both are
@@ -590,16 +739,26 @@ pub async fn update_function_code(
         return Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response());
     }
     let cfg = mutate(&state, move |st| {
-        commit_update(st, &name, expected.as_deref(), with_code)
+        let cfg = commit_update(st, &name, expected.as_deref(), with_code)?;
+        if publish {
+            return crate::versions::publish(st, &name, crate::versions::PublishCheck::none());
+        }
+        Ok(cfg)
     })
     .await?;
-    tracing::info!(function = %cfg.name, code_sha256 = %cfg.code_sha256_hex, "api: updated function code");
-    Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response())
+    tracing::info!(function = %cfg.name, code_sha256 = %cfg.code_sha256_hex, version = %cfg.version, "api: updated function code");
+    // With `Publish`, the new version's configuration under its qualified ARN.
+    let out = if publish {
+        FunctionConfiguration::qualified(&cfg, &state.region, &cfg.version)
+    } else {
+        FunctionConfiguration::from_config(&cfg, &state.region)
+    };
+    Ok(Json(out).into_response())
 }
 
 /// Fails with `PreconditionFailedException` unless `expected` (when given) is `cfg`'s
 /// `RevisionId`.
-fn check_revision(expected: Option<&str>, cfg: &FunctionConfig) -> Result<(), ApiError> {
+pub(crate) fn check_revision(expected: Option<&str>, cfg: &FunctionConfig) -> Result<(), ApiError> {
     match expected {
         Some(r) if r != cfg.revision_id => Err(revision_mismatch()),
         _ => Ok(()),
@@ -715,7 +874,7 @@ pub async fn update_function_configuration(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = resolve_function(&function, None, &state.region)?;
+    let name = resolve_unqualified(&function)?;
     let mut req: UpdateFunctionConfigurationRequest = json_body(
         &headers,
         body,
@@ -733,37 +892,97 @@ pub async fn update_function_configuration(
     Ok(Json(FunctionConfiguration::from_config(&cfg, &state.region)).into_response())
 }
 
-/// `DELETE /2015-03-31/functions/{FunctionName}`: 204. The store row and the engine's
-/// registration go together, under the mutation lock.
+/// `DELETE /2015-03-31/functions/{FunctionName}`: 204. The store and the engine change
+/// together, under the mutation lock.
+///
+/// Without a qualifier the function goes with every version, alias and setting (the store
+/// cascades; the engine forgets it all). With a version number only that version goes, with
+/// the settings put on it; as measured on AWS, a version that does not exist is no error, a
+/// version an alias routes to is `ResourceConflictException`, `$LATEST` and aliases are
+/// `InvalidParameterValueException`.
 pub async fn delete_function(
     State(state): State<ApiState>,
     PathParam(function): PathParam,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(&uri)?;
-    let fref = FunctionRef::parse(&function)?;
-    let query = query_value(&pairs, "Qualifier")
-        .map(Qualifier::parse)
-        .transpose()?;
-    if fref.qualifier == Some(Qualifier::Latest) || query == Some(Qualifier::Latest) {
-        return Err(ApiError::invalid_parameter(
-            "$LATEST version cannot be deleted without deleting the function.",
+    let (name, qualifier) = resolve_function(&function, query_value(&pairs, "Qualifier"))?;
+    match qualifier {
+        None => {
+            let name = mutate(&state, move |st| {
+                let existed = st.store.delete_function(&name)?;
+                // Also when it did not exist: the engine then agrees with the store either way.
+                st.engine.remove(&name);
+                if existed {
+                    Ok(name)
+                } else {
+                    Err(not_found(&name, &st.region))
+                }
+            })
+            .await?;
+            tracing::info!(function = %name, "api: deleted function");
+        }
+        Some(Qualifier::Latest) => {
+            return Err(ApiError::invalid_parameter(
+                "$LATEST version cannot be deleted without deleting the function.",
+            ))
+        }
+        Some(Qualifier::Alias(_)) => {
+            return Err(ApiError::invalid_parameter(
+                "Deletion of aliases is not currently supported.",
+            ))
+        }
+        Some(Qualifier::Version(n)) => {
+            let deleted = mutate(&state, move |st| delete_version(st, &name, n)).await?;
+            if let Some(name) = deleted {
+                tracing::info!(function = %name, version = n, "api: deleted function version");
+            }
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes published version `n` of `name` under the mutation lock; `Some(name)` if it
+/// existed.
+fn delete_version(
+    st: &ApiState,
+    name: &FunctionName,
+    n: u64,
+) -> Result<Option<FunctionName>, ApiError> {
+    if st.store.get_function(name)?.is_none() {
+        return Err(not_found(name, &st.region));
+    }
+    let referencing: Vec<String> = st
+        .store
+        .list_aliases(name)?
+        .into_iter()
+        .filter(|a| alias_references(a, n))
+        .map(|a| a.name)
+        .collect();
+    if !referencing.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::ResourceConflict,
+            format!(
+                "Unable to delete version because the following aliases reference it: [{}]",
+                referencing.join(", ")
+            ),
         ));
     }
-    let name = resolve_function(&function, query_value(&pairs, "Qualifier"), &state.region)?;
-    let name = mutate(&state, move |st| {
-        let existed = st.store.delete_function(&name)?;
-        // Also when it did not exist: the engine then agrees with the store either way.
-        st.engine.remove(&name);
-        if existed {
-            Ok(name)
-        } else {
-            Err(not_found(&name, &st.region))
-        }
-    })
-    .await?;
-    tracing::info!(function = %name, "api: deleted function");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    if !st.store.delete_version(name, n)? {
+        return Ok(None);
+    }
+    // The store deleted the settings put on the version with it.
+    let qualifier = n.to_string();
+    st.engine.remove_provisioned_concurrency(name, &qualifier);
+    st.engine.remove_event_invoke_config(name, &qualifier);
+    st.engine.remove_version(name, n);
+    Ok(Some(name.clone()))
+}
+
+/// Whether alias `a` routes any invocation to published version `n` (as its primary version
+/// or in its weights).
+pub(crate) fn alias_references(a: &serval_model::AliasConfig, n: u64) -> bool {
+    a.function_version == VersionId::Published(n) || a.additional_version_weights.contains_key(&n)
 }
 
 /// The function a tagging ARN names. AWS's pattern requires a full function ARN; qualified
@@ -865,16 +1084,22 @@ pub async fn untag_resource(
 /// `GET /2016-08-19/account-settings/`.
 pub async fn get_account_settings(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let st = state.clone();
-    let functions = blocking(move || Ok(st.store.all_functions()?)).await?;
-    let total_code_size: u64 = functions.iter().map(|f| f.code_size).sum();
-    let concurrency = state.engine.config().max_concurrency;
+    let (functions, versions) =
+        blocking(move || Ok((st.store.all_functions()?, st.store.all_versions()?))).await?;
+    // As on AWS, every published version's package counts too.
+    let total_code_size: u64 = functions
+        .iter()
+        .chain(versions.iter())
+        .map(|f| f.code_size)
+        .sum();
+    let concurrency = state.engine.concurrency();
     let out = GetAccountSettingsResponse {
         account_limit: AccountLimit {
             total_code_size: TOTAL_CODE_SIZE_LIMIT,
             code_size_unzipped: UNZIPPED_CODE_MAX_BYTES,
             code_size_zipped: ZIPPED_CODE_MAX_BYTES,
-            concurrent_executions: concurrency,
-            unreserved_concurrent_executions: concurrency,
+            concurrent_executions: concurrency.account_limit,
+            unreserved_concurrent_executions: concurrency.unreserved,
         },
         account_usage: AccountUsage {
             total_code_size,
@@ -889,34 +1114,80 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolves_names_arns_and_latest_only() {
-        let r = "us-east-1";
-        assert_eq!(resolve_function("f", None, r).unwrap().as_str(), "f");
+    fn resolves_names_arns_and_qualifiers() {
+        let name = |raw: &str, q: Option<&str>| {
+            let (n, q) = resolve_function(raw, q).unwrap();
+            (n.as_str().to_owned(), q)
+        };
+        assert_eq!(name("f", None), ("f".to_owned(), None));
         assert_eq!(
-            resolve_function("arn:aws:lambda:us-east-1:000000000000:function:f", None, r)
-                .unwrap()
-                .as_str(),
-            "f"
+            name("arn:aws:lambda:us-east-1:000000000000:function:f", None),
+            ("f".to_owned(), None)
         );
         assert_eq!(
-            resolve_function("000000000000:function:f:$LATEST", None, r)
-                .unwrap()
-                .as_str(),
-            "f"
+            name("000000000000:function:f:$LATEST", None),
+            ("f".to_owned(), Some(Qualifier::Latest))
         );
-        assert!(resolve_function("f", Some("$LATEST"), r).is_ok());
-        let err = resolve_function("f", Some("1"), r).unwrap_err();
-        assert_eq!(err.code(), ErrorCode::ResourceNotFound);
+        assert_eq!(name("f", Some("7")).1, Some(Qualifier::Version(7)));
         assert_eq!(
-            err.message(),
-            "Function not found: arn:aws:lambda:us-east-1:000000000000:function:f:1"
+            name(
+                "arn:aws:lambda:us-east-1:000000000000:function:f:live",
+                None
+            )
+            .1,
+            Some(Qualifier::Alias("live".into()))
         );
-        let err = resolve_function("f:live", None, r).unwrap_err();
-        assert_eq!(err.code(), ErrorCode::ResourceNotFound);
-        let err = resolve_function("f:1", Some("2"), r).unwrap_err();
+        // The same qualifier twice is fine; two different ones are not.
+        assert_eq!(
+            name("f:live", Some("live")).1,
+            Some(Qualifier::Alias("live".into()))
+        );
+        let err = resolve_function("f:1", Some("2")).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidParameterValue);
-        let err = resolve_function("bad name", None, r).unwrap_err();
+        let err = resolve_function("bad name", None).unwrap_err();
         assert_eq!(err.code(), ErrorCode::Validation);
+        let err = resolve_function("f", Some("a.b")).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Validation);
+    }
+
+    #[test]
+    fn unqualified_operations_accept_latest_only() {
+        assert_eq!(resolve_unqualified("f").unwrap().as_str(), "f");
+        assert_eq!(resolve_unqualified("f:$LATEST").unwrap().as_str(), "f");
+        for raw in ["f:1", "f:live"] {
+            let err = resolve_unqualified(raw).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidParameterValue);
+            assert!(err
+                .message()
+                .starts_with("This operation is permitted on Lambda functions only."));
+        }
+    }
+
+    #[test]
+    fn parses_max_items_against_the_schema_and_caps_pages() {
+        let q = |v: &str| vec![("MaxItems".to_owned(), v.to_owned())];
+        assert_eq!(parse_max_items(&[], 10_000, 50).unwrap(), 50);
+        assert_eq!(parse_max_items(&q("7"), 10_000, 50).unwrap(), 7);
+        assert_eq!(parse_max_items(&q("10000"), 10_000, 50).unwrap(), 50);
+        for bad in ["0", "51", "x"] {
+            let err = parse_max_items(&q(bad), 50, 50).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::Validation, "{bad}");
+        }
+    }
+
+    #[test]
+    fn aliases_reference_primary_and_weighted_versions() {
+        let alias = serval_model::AliasConfig {
+            function: FunctionName::parse("f").unwrap(),
+            name: "live".into(),
+            function_version: VersionId::Published(2),
+            description: String::new(),
+            additional_version_weights: BTreeMap::from([(3, 0.1)]),
+            revision_id: "r".into(),
+        };
+        assert!(alias_references(&alias, 2));
+        assert!(alias_references(&alias, 3));
+        assert!(!alias_references(&alias, 1));
     }
 
     #[test]

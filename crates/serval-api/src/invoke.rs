@@ -5,8 +5,11 @@
 //! No store access and no blocking work happen here: the engine keeps functions in memory.
 //! Non-JSON payloads pass through untouched, as on AWS.
 //!
-//! Not for: asynchronous (`Event`) invocations, which need the durable queue (not built yet;
-//! refused with a clear error).
+//! `InvocationType: Event` hands the payload (at most 1 MB) to the engine's durable queue
+//! (`Engine::enqueue`) and answers 202 once it is stored; `DryRun` only checks that the
+//! function and qualifier exist (204), which for a version or alias asks the store.
+//!
+//! Not for: running queued events, retries and destinations (the engine's dispatcher).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -14,12 +17,15 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
-use serval_engine::{InvokeError, InvokeRequest, InvokeResult};
-use serval_model::limits::SYNC_PAYLOAD_MAX_BYTES;
+use serval_engine::{AsyncInvokeRequest, EnqueueError, InvokeError, InvokeRequest, InvokeResult};
+use serval_model::limits::{ASYNC_PAYLOAD_MAX_BYTES, SYNC_PAYLOAD_MAX_BYTES};
+use serval_model::{FunctionName, Qualifier};
 
 use crate::body::{content_length, read_limited, BodyError};
 use crate::error::{ApiError, ErrorCode};
-use crate::functions::{query_pairs, query_value, resolve_function, PathParam};
+use crate::functions::{
+    blocking, qualified_arn, query_pairs, query_value, read_qualified, resolve_function, PathParam,
+};
 use crate::ApiState;
 
 /// `RequestResponse` (default), `Event` or `DryRun`.
@@ -41,11 +47,47 @@ pub const AMZN_REQUEST_ID_HEADER: &str = "x-amzn-requestid";
 /// Largest `ClientContext`, base64 as sent.
 pub const CLIENT_CONTEXT_MAX_BYTES: usize = 3583;
 
-fn too_large(bytes: u64) -> ApiError {
+/// How the caller asked for the function to run (`X-Amz-Invocation-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+impl InvocationType {
+    /// The largest payload AWS takes for this type.
+    fn payload_limit(self) -> usize {
+        match self {
+            InvocationType::Event => ASYNC_PAYLOAD_MAX_BYTES,
+            InvocationType::RequestResponse | InvocationType::DryRun => SYNC_PAYLOAD_MAX_BYTES,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            InvocationType::RequestResponse => "RequestResponse",
+            InvocationType::Event => "Event",
+            InvocationType::DryRun => "DryRun",
+        }
+    }
+}
+
+/// AWS's `RequestEntityTooLargeException` for a payload over the type's limit.
+fn too_large_for(kind: InvocationType, bytes: u64) -> ApiError {
     ApiError::new(
         ErrorCode::RequestEntityTooLarge,
-        format!("{bytes} byte payload is too large for the RequestResponse invocation type (limit {SYNC_PAYLOAD_MAX_BYTES} bytes)"),
+        format!(
+            "{bytes} byte payload is too large for the {} invocation type (limit {} bytes)",
+            kind.as_str(),
+            kind.payload_limit()
+        ),
     )
+}
+
+#[cfg(test)]
+fn too_large(bytes: u64) -> ApiError {
+    too_large_for(InvocationType::RequestResponse, bytes)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
@@ -119,15 +161,11 @@ pub async fn invoke(
             query_value(&pairs, "Qualifier").map(str::to_owned)
         }
     };
-    let name = resolve_function(&function, qualifier.as_deref(), &state.region)?;
-    let dry_run = match header_str(&headers, INVOCATION_TYPE_HEADER)? {
-        None | Some("RequestResponse") => false,
-        Some("DryRun") => true,
-        Some("Event") => {
-            return Err(ApiError::invalid_content(
-                "Asynchronous invocation (InvocationType Event) is not supported yet",
-            ))
-        }
+    let (name, qualifier) = resolve_function(&function, qualifier.as_deref())?;
+    let kind = match header_str(&headers, INVOCATION_TYPE_HEADER)? {
+        None | Some("RequestResponse") => InvocationType::RequestResponse,
+        Some("DryRun") => InvocationType::DryRun,
+        Some("Event") => InvocationType::Event,
         Some(other) => {
             return Err(ApiError::new(
                 ErrorCode::Validation,
@@ -149,22 +187,19 @@ pub async fn invoke(
         .filter(|c| !c.is_empty())
         .map(client_context_json)
         .transpose()?;
+    let limit = kind.payload_limit();
     if let Some(n) = content_length(&headers) {
-        if n > SYNC_PAYLOAD_MAX_BYTES as u64 {
-            return Err(too_large(n));
+        if n > limit as u64 {
+            return Err(too_large_for(kind, n));
         }
     }
-    if dry_run {
-        return if state.engine.has_function(&name) {
-            Ok(StatusCode::NO_CONTENT.into_response())
-        } else {
-            Err(ApiError::function_not_found(&name.arn(&state.region)))
-        };
+    if kind == InvocationType::DryRun {
+        return dry_run(&state, name, qualifier).await;
     }
-    let payload = read_limited(&headers, body, SYNC_PAYLOAD_MAX_BYTES)
+    let payload = read_limited(&headers, body, limit)
         .await
         .map_err(|err| match err {
-            BodyError::TooLarge { received, .. } => too_large(received),
+            BodyError::TooLarge { received, .. } => too_large_for(kind, received),
             BodyError::Read { .. } => {
                 ApiError::invalid_content("Could not read the request payload")
             }
@@ -175,10 +210,13 @@ pub async fn invoke(
     } else {
         payload
     };
+    if kind == InvocationType::Event {
+        return enqueue(&state, name, qualifier, payload).await;
+    }
     let outcome = state
         .engine
         .invoke(InvokeRequest {
-            qualifier: None,
+            qualifier,
             request_id: None,
             function: name,
             payload,
@@ -214,6 +252,81 @@ pub async fn invoke(
         }
     }
     Ok(resp)
+}
+
+/// `DryRun`: 204 if the function and qualifier exist. `$LATEST` is answered from the engine's
+/// registry; a version or alias is read from the store.
+async fn dry_run(
+    state: &ApiState,
+    name: FunctionName,
+    qualifier: Option<Qualifier>,
+) -> Result<Response, ApiError> {
+    match qualifier {
+        None | Some(Qualifier::Latest) => {
+            if state.engine.has_function(&name) {
+                Ok(StatusCode::NO_CONTENT.into_response())
+            } else {
+                Err(ApiError::function_not_found(&match qualifier {
+                    Some(q) => qualified_arn(&name, &q, &state.region),
+                    None => name.arn(&state.region),
+                }))
+            }
+        }
+        Some(q) => {
+            let st = state.clone();
+            blocking(move || read_qualified(&st, &name, Some(&q)).map(|_| ())).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
+}
+
+/// `Event`: hands the payload to the engine's durable queue; 202 with an empty body and the
+/// event's request id in `x-amzn-RequestId` once it is stored.
+async fn enqueue(
+    state: &ApiState,
+    name: FunctionName,
+    qualifier: Option<Qualifier>,
+    payload: Bytes,
+) -> Result<Response, ApiError> {
+    let request_id = state
+        .engine
+        .enqueue(AsyncInvokeRequest {
+            function: name,
+            qualifier,
+            payload,
+        })
+        .await
+        .map_err(|err| enqueue_error(err, &state.region))?;
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::ACCEPTED;
+    if let Ok(id) = HeaderValue::from_str(request_id.as_str()) {
+        resp.headers_mut().insert(AMZN_REQUEST_ID_HEADER, id);
+    }
+    Ok(resp)
+}
+
+/// Maps a refused asynchronous invocation to AWS's error.
+fn enqueue_error(err: EnqueueError, region: &str) -> ApiError {
+    match err {
+        EnqueueError::FunctionNotFound {
+            function,
+            qualifier,
+        } => ApiError::function_not_found(&match qualifier {
+            Some(q) => qualified_arn(&function, &q, region),
+            None => function.arn(region),
+        }),
+        EnqueueError::Full(source) => {
+            tracing::warn!(error = %crate::error::chain(&source), "api: asynchronous event queue is full");
+            ApiError::too_many_requests("CallerRateLimitExceeded")
+        }
+        EnqueueError::Unavailable => ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "Serval does not accept asynchronous invocations now (shutting down or no event queue)",
+        ),
+        err @ EnqueueError::Store(_) => {
+            ApiError::service("failed to store the asynchronous event", err)
+        }
+    }
 }
 
 /// Maps an engine refusal to AWS's error; platform failures become `ServiceException` with a
@@ -302,6 +415,35 @@ mod tests {
         );
         let source = std::error::Error::source(&err).expect("engine error kept as source");
         assert!(crate::error::chain(source).contains("no space left on device"));
+    }
+
+    #[test]
+    fn maps_refused_events_to_aws_errors() {
+        let f = serval_model::FunctionName::parse("f").unwrap();
+        let err = enqueue_error(
+            EnqueueError::FunctionNotFound {
+                function: f.clone(),
+                qualifier: Some(Qualifier::Alias("live".into())),
+            },
+            "us-east-1",
+        );
+        assert_eq!(err.code(), ErrorCode::ResourceNotFound);
+        assert_eq!(
+            err.message(),
+            "Function not found: arn:aws:lambda:us-east-1:000000000000:function:f:live"
+        );
+        let err = enqueue_error(EnqueueError::Unavailable, "us-east-1");
+        assert_eq!(err.code(), ErrorCode::ServiceUnavailable);
+        assert_eq!(err.code().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.code().name(), "ServiceException");
+    }
+
+    #[test]
+    fn formats_async_payload_limit_message_like_aws() {
+        assert_eq!(
+            too_large_for(InvocationType::Event, 1_048_577).message(),
+            "1048577 byte payload is too large for the Event invocation type (limit 1048576 bytes)"
+        );
     }
 
     #[test]

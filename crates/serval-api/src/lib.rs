@@ -10,19 +10,25 @@
 //! serialized by [`ApiState::mutations`] so the engine applies them in the store's order. `Invoke` is
 //! the hot path and touches neither the store nor a blocking thread.
 //!
-//! Not for: SigV4 authentication (not checked yet: any credentials are accepted), function
-//! versions and aliases (only `$LATEST` exists), asynchronous invocation, event sources, the
-//! console. See `docs/compat.md` for the operations and fields supported.
+//! Versions and aliases (`versions`), reserved and provisioned concurrency (`concurrency`),
+//! event-invoke configs (`event_config`) and asynchronous `Invoke` follow the same pattern:
+//! the API checks AWS's rules and records the setting, the engine applies it.
+//!
+//! Not for: SigV4 authentication (not checked yet: any credentials are accepted), event
+//! sources, the console. See `docs/compat.md` for the operations and fields supported.
 //!
 //! Entry point: [`router`] with an [`ApiState`] (built by [`ApiState::new`]).
 
 mod body;
 mod code;
+mod concurrency;
 pub mod error;
+mod event_config;
 mod functions;
 mod invoke;
 mod logs;
 mod logs_wire;
+mod versions;
 pub mod wire;
 
 use std::sync::Arc;
@@ -62,7 +68,7 @@ pub struct ApiState {
     /// The region reported in ARNs (`us-east-1` by default in `serval server`).
     pub region: String,
     /// Serializes every control-plane mutation (create, update code, update configuration,
-    /// delete, tag, untag): the read of the current configuration, its precondition check, the
+    /// delete, tag, untag, publish, aliases, concurrency and event-invoke settings): the read of the current configuration, its precondition check, the
     /// store write and the matching `engine.deploy` / `engine.remove` happen as one step under
     /// it, so concurrent updates never overwrite each other and the engine applies changes in
     /// the order the store committed them. A std mutex, taken only inside `spawn_blocking`
@@ -122,6 +128,46 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/2015-03-31/functions/{function}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/versions",
+            post(versions::publish_version).get(versions::list_versions),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/aliases",
+            post(versions::create_alias).get(versions::list_aliases),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/aliases/{name}",
+            get(versions::get_alias)
+                .put(versions::update_alias)
+                .delete(versions::delete_alias),
+        )
+        .route(
+            "/2017-10-31/functions/{function}/concurrency",
+            put(concurrency::put_function_concurrency)
+                .delete(concurrency::delete_function_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{function}/concurrency",
+            get(concurrency::get_function_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{function}/provisioned-concurrency",
+            put(concurrency::put_provisioned_concurrency)
+                .get(concurrency::get_provisioned_concurrency)
+                .delete(concurrency::delete_provisioned_concurrency),
+        )
+        .route(
+            "/2019-09-25/functions/{function}/event-invoke-config",
+            put(event_config::put_event_invoke_config)
+                .post(event_config::update_event_invoke_config)
+                .get(event_config::get_event_invoke_config)
+                .delete(event_config::delete_event_invoke_config),
+        )
+        .route(
+            "/2019-09-25/functions/{function}/event-invoke-config/list",
+            get(event_config::list_event_invoke_configs),
         )
         .route(
             "/2016-08-19/account-settings",

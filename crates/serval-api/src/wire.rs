@@ -26,7 +26,7 @@ pub struct CreateFunctionRequest {
     pub description: Option<String>,
     pub timeout: Option<i64>,
     pub memory_size: Option<i64>,
-    /// Accepted; Serval has only `$LATEST` for now.
+    /// Publish version 1 once the function is created; the response is that version.
     pub publish: Option<bool>,
     pub package_type: Option<String>,
     pub environment: Option<Environment>,
@@ -61,7 +61,7 @@ pub struct UpdateFunctionCodeRequest {
     #[serde(rename = "S3Key")]
     pub s3_key: Option<String>,
     pub image_uri: Option<String>,
-    /// Accepted; Serval has only `$LATEST` for now.
+    /// Publish a version after the update; the response is that version.
     pub publish: Option<bool>,
     /// Validate the code, change nothing.
     pub dry_run: Option<bool>,
@@ -199,7 +199,17 @@ pub struct LoggingConfig {
 }
 
 impl FunctionConfiguration {
-    /// The wire form of a stored configuration.
+    /// The wire form of a configuration read through `qualifier` (`$LATEST`, a version number or
+    /// an alias name): AWS then qualifies `FunctionArn` with it, while `Version` stays the
+    /// version that was read (an alias's version, for an alias).
+    pub fn qualified(cfg: &FunctionConfig, region: &str, qualifier: &str) -> Self {
+        let mut out = Self::from_config(cfg, region);
+        out.function_arn = format!("{}:{qualifier}", cfg.name.arn(region));
+        out
+    }
+
+    /// The wire form of a configuration with the unqualified `FunctionArn`, as AWS renders
+    /// `$LATEST` read without a qualifier.
     pub fn from_config(cfg: &FunctionConfig, region: &str) -> Self {
         let state = match cfg.state {
             serval_model::FunctionState::Active => "Active",
@@ -263,6 +273,221 @@ pub struct GetFunctionResponse {
     /// Omitted when the function has no tags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
+    /// The function's reserved concurrency; omitted when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// `Concurrency` (PutFunctionConcurrency's response, GetFunction's member) and
+/// `GetFunctionConcurrencyResponse` (empty when none is reserved).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Concurrency {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrent_executions: Option<u32>,
+}
+
+/// `PutFunctionConcurrency`'s body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PutFunctionConcurrencyRequest {
+    pub reserved_concurrent_executions: Option<i64>,
+}
+
+/// `PublishVersion`'s body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PublishVersionRequest {
+    /// Base64 SHA-256 the caller expects `$LATEST`'s code to have.
+    pub code_sha256: Option<String>,
+    pub description: Option<String>,
+    pub revision_id: Option<String>,
+}
+
+/// `ListVersionsByFunction`'s response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListVersionsByFunctionResponse {
+    pub versions: Vec<FunctionConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// `AliasRoutingConfiguration`, in requests and responses.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AliasRoutingConfiguration {
+    /// Version number (as text) → share of invocations, 0.0 to 1.0.
+    pub additional_version_weights: Option<BTreeMap<String, f64>>,
+}
+
+/// `CreateAlias`'s body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateAliasRequest {
+    pub name: Option<String>,
+    pub function_version: Option<String>,
+    pub description: Option<String>,
+    pub routing_config: Option<AliasRoutingConfiguration>,
+}
+
+/// `UpdateAlias`'s body: absent members keep their value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateAliasRequest {
+    pub function_version: Option<String>,
+    pub description: Option<String>,
+    pub routing_config: Option<AliasRoutingConfiguration>,
+    pub revision_id: Option<String>,
+}
+
+/// `AliasConfiguration`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AliasConfiguration {
+    pub alias_arn: String,
+    pub name: String,
+    pub function_version: String,
+    pub description: String,
+    /// Omitted when the alias routes to one version only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_config: Option<AliasRoutingConfiguration>,
+    pub revision_id: String,
+}
+
+impl AliasConfiguration {
+    /// The wire form of a stored alias.
+    pub fn from_alias(alias: &serval_model::AliasConfig, region: &str) -> Self {
+        let weights: BTreeMap<String, f64> = alias
+            .additional_version_weights
+            .iter()
+            .map(|(v, w)| (v.to_string(), *w))
+            .collect();
+        AliasConfiguration {
+            alias_arn: format!("{}:{}", alias.function.arn(region), alias.name),
+            name: alias.name.clone(),
+            function_version: alias.function_version.to_string(),
+            description: alias.description.clone(),
+            routing_config: (!weights.is_empty()).then_some(AliasRoutingConfiguration {
+                additional_version_weights: Some(weights),
+            }),
+            revision_id: alias.revision_id.clone(),
+        }
+    }
+}
+
+/// `ListAliases`' response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListAliasesResponse {
+    pub aliases: Vec<AliasConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// `PutProvisionedConcurrencyConfig`'s body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PutProvisionedConcurrencyConfigRequest {
+    pub provisioned_concurrent_executions: Option<i64>,
+}
+
+/// `GetProvisionedConcurrencyConfigResponse`, `PutProvisionedConcurrencyConfigResponse` and
+/// (with `FunctionArn`) `ProvisionedConcurrencyConfigListItem`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProvisionedConcurrencyConfig {
+    /// Only in list items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_arn: Option<String>,
+    pub requested_provisioned_concurrent_executions: u32,
+    pub available_provisioned_concurrent_executions: u32,
+    pub allocated_provisioned_concurrent_executions: u32,
+    /// `IN_PROGRESS`, `READY` or `FAILED`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub last_modified: String,
+}
+
+/// `ListProvisionedConcurrencyConfigs`' response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListProvisionedConcurrencyConfigsResponse {
+    pub provisioned_concurrency_configs: Vec<ProvisionedConcurrencyConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// `OnSuccess` / `OnFailure`: `Destination` omitted when unset.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Destination {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// `DestinationConfig`: in requests either member may be absent; in responses AWS renders
+/// both, empty when unset.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DestinationConfig {
+    pub on_success: Option<Destination>,
+    pub on_failure: Option<Destination>,
+}
+
+/// The body of `PutFunctionEventInvokeConfig` and `UpdateFunctionEventInvokeConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EventInvokeConfigRequest {
+    pub maximum_retry_attempts: Option<i64>,
+    pub maximum_event_age_in_seconds: Option<i64>,
+    pub destination_config: Option<DestinationConfig>,
+}
+
+/// `FunctionEventInvokeConfig`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionEventInvokeConfig {
+    /// Seconds since the epoch, fractional: the model's `timestamp` in REST-JSON.
+    pub last_modified: f64,
+    /// Qualified with the config's qualifier (`$LATEST` when none was given).
+    pub function_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_retry_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_event_age_in_seconds: Option<u32>,
+    pub destination_config: DestinationConfig,
+}
+
+impl FunctionEventInvokeConfig {
+    /// The wire form of a stored config.
+    pub fn from_config(cfg: &serval_model::EventInvokeConfig, region: &str) -> Self {
+        let dest = |d: &Option<String>| {
+            Some(Destination {
+                destination: d.clone(),
+            })
+        };
+        FunctionEventInvokeConfig {
+            last_modified: cfg.last_modified_ms as f64 / 1000.0,
+            function_arn: format!("{}:{}", cfg.function.arn(region), cfg.qualifier),
+            maximum_retry_attempts: cfg.maximum_retry_attempts,
+            maximum_event_age_in_seconds: cfg.maximum_event_age_secs,
+            destination_config: DestinationConfig {
+                on_success: dest(&cfg.on_success),
+                on_failure: dest(&cfg.on_failure),
+            },
+        }
+    }
+}
+
+/// `ListFunctionEventInvokeConfigs`' response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListFunctionEventInvokeConfigsResponse {
+    pub function_event_invoke_configs: Vec<FunctionEventInvokeConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
 }
 
 /// `FunctionCodeLocation`.

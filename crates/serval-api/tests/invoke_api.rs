@@ -55,18 +55,6 @@ async fn refuses_chunked_payload_over_6mb_while_reading() {
 async fn validates_invocation_headers() {
     let h = Harness::new().await;
     h.create("f", json!({})).await;
-    let r = h
-        .send(invoke_req(
-            INVOKE_F,
-            &[("x-amz-invocation-type", "Event")],
-            "{}",
-        ))
-        .await;
-    r.assert_error(400, "InvalidRequestContentException");
-    assert_eq!(
-        r.message(),
-        "Asynchronous invocation (InvocationType Event) is not supported yet"
-    );
     h.send(invoke_req(
         INVOKE_F,
         &[("x-amz-invocation-type", "Later")],
@@ -103,6 +91,52 @@ async fn validates_invocation_headers() {
     ))
     .await
     .assert_error(404, "ResourceNotFoundException");
+}
+
+#[tokio::test]
+async fn refuses_event_payload_over_1mb_with_aws_async_message() {
+    let h = Harness::new().await;
+    h.create("f", json!({})).await;
+    let n = 1_048_577usize;
+    let r = h
+        .send(invoke_req(
+            INVOKE_F,
+            &[("x-amz-invocation-type", "Event")],
+            Bytes::from(vec![b'x'; n]),
+        ))
+        .await;
+    r.assert_error(413, "RequestEntityTooLargeException");
+    assert_eq!(
+        r.message(),
+        "1048577 byte payload is too large for the Event invocation type (limit 1048576 bytes)"
+    );
+    // Chunked, without Content-Length: found while reading.
+    let chunk = Bytes::from(vec![b'x'; 512 * 1024]);
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..3).map(|_| Ok(chunk.clone())).collect();
+    let r = h
+        .send(invoke_req(
+            INVOKE_F,
+            &[("x-amz-invocation-type", "Event")],
+            Body::from_stream(Iter(chunks.into_iter())),
+        ))
+        .await;
+    r.assert_error(413, "RequestEntityTooLargeException");
+    assert!(r.message().contains("for the Event invocation type"));
+}
+
+#[tokio::test]
+async fn event_without_a_running_queue_is_service_unavailable() {
+    // The harness never starts the asynchronous dispatcher.
+    let h = Harness::new().await;
+    h.create("f", json!({})).await;
+    let r = h
+        .send(invoke_req(
+            INVOKE_F,
+            &[("x-amz-invocation-type", "Event")],
+            "{}",
+        ))
+        .await;
+    r.assert_error(503, "ServiceException");
 }
 
 #[tokio::test]

@@ -637,6 +637,20 @@ async fn start(
     ))
 }
 
+/// The ARN the caller invoked, as the function sees it (`context.invoked_function_arn`): the
+/// alias's when invoked through one, `:$LATEST` when asked for by name, else the version's own.
+fn invoked_arn(shared: &Shared, spec: &FunctionSpec, req: &InvokeRequest) -> HeaderValue {
+    let qualified = |q: &str| {
+        HeaderValue::from_str(&format!("{}:{q}", spec.config.arn(&shared.config.region)))
+            .unwrap_or_else(|_| spec.function_arn.clone())
+    };
+    match &req.qualifier {
+        Some(serval_model::Qualifier::Alias(alias)) => qualified(alias),
+        Some(serval_model::Qualifier::Latest) => qualified("$LATEST"),
+        _ => spec.function_arn.clone(),
+    }
+}
+
 /// Go's wording for exec failures, as AWS's runtime reports them.
 fn exec_error_text(error: &std::io::Error) -> &'static str {
     match error.raw_os_error() {
@@ -795,7 +809,7 @@ impl Environment {
         let reply = self.exchange.dispatch(Invocation {
             request_id: request_header,
             deadline_ms: HeaderValue::from(deadline_ms),
-            function_arn: spec.function_arn.clone(),
+            function_arn: invoked_arn(shared, spec, req),
             trace_id,
             client_context,
             cognito_identity: None,
