@@ -655,30 +655,51 @@ pub async fn list_functions(State(state): State<ApiState>, uri: Uri) -> Result<R
     let marker = query_value(&pairs, "Marker")
         .filter(|m| !m.is_empty())
         .map(str::to_owned);
-    if let Some(v) = query_value(&pairs, "FunctionVersion") {
-        if v != "ALL" {
+    let all_versions = match query_value(&pairs, "FunctionVersion") {
+        None => false,
+        Some("ALL") => true,
+        Some(v) => {
             return Err(ApiError::new(
                 ErrorCode::Validation,
                 format!("1 validation error detected: Value '{v}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]"),
             ));
         }
-    }
+    };
     let st = state.clone();
     let (configs, next_marker) = blocking(move || {
-        st.store
+        let (latest, next) = st
+            .store
             .list_functions(marker.as_deref(), max_items)
             .map_err(|e| match e {
                 StoreError::InvalidMarker { .. } => {
                     ApiError::invalid_parameter("Invalid marker value")
                 }
                 other => other.into(),
-            })
+            })?;
+        if !all_versions {
+            return Ok((latest, next));
+        }
+        // `FunctionVersion=ALL`: each function's `$LATEST` and then its published versions
+        // (a page holds up to MaxItems functions with all of their versions).
+        let mut out = Vec::with_capacity(latest.len());
+        for cfg in latest {
+            let versions = st.store.list_versions(&cfg.name)?;
+            out.push(cfg);
+            out.extend(versions);
+        }
+        Ok((out, next))
     })
     .await?;
     let out = ListFunctionsResponse {
         functions: configs
             .iter()
-            .map(|c| FunctionConfiguration::from_config(c, &state.region))
+            .map(|c| {
+                let mut wire = FunctionConfiguration::from_config(c, &state.region);
+                if all_versions {
+                    wire.function_arn = format!("{}:{}", c.arn(&state.region), c.version);
+                }
+                wire
+            })
             .collect(),
         next_marker,
     };

@@ -603,6 +603,21 @@ impl Engine {
         &self.inner.shared.config
     }
 
+    /// The first step of shutdown, for the moment the signal arrives: refuses new invocations
+    /// and tells the asynchronous dispatcher to start no more events (queued ones stay on
+    /// disk). Running invocations go on; [`Engine::shutdown`] waits for them.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        if self.inner.dispatcher.get().is_some() {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                if let Some(dispatcher) = engine.inner.dispatcher.get() {
+                    dispatcher.shutdown().await;
+                }
+            });
+        }
+    }
+
     /// Stops accepting invocations, stops the asynchronous dispatcher (queued events stay on
     /// disk), lets in-flight invocations finish (bounded), destroys every environment and
     /// flushes logs.

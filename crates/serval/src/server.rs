@@ -240,7 +240,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown({
+            let engine = engine.clone();
+            async move {
+                shutdown_signal().await;
+                // At once, not after the HTTP requests in flight: no queued event starts now.
+                engine.begin_shutdown();
+            }
+        })
         .await
         .context("serve http")?;
     tracing::info!("stopping: draining in-flight invocations");
