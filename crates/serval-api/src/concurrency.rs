@@ -263,6 +263,12 @@ pub async fn put_provisioned_concurrency(
         let aliases = st.store.list_aliases(&name)?;
         // A version is provisioned either directly or through aliases, not both (AWS).
         let target = provisioned_version(&qualifier, &aliases);
+        if target == Some(VersionId::Latest) {
+            // An alias of `$LATEST`: AWS refuses it as it refuses `$LATEST` itself.
+            return Err(ApiError::invalid_parameter(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+            ));
+        }
         for other in &others {
             let Ok(other_q) = Qualifier::parse(&other.qualifier) else {
                 continue;
@@ -288,6 +294,26 @@ pub async fn put_provisioned_concurrency(
                 return Err(ApiError::invalid_parameter(
                     "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function",
                 ));
+            }
+        } else {
+            // Without a reservation, the account's provisioned environments all come out of
+            // the unreserved pool, which keeps its minimum (AWS's rule; it also bounds how
+            // many environments a caller can have Serval keep).
+            let account: u64 = st
+                .store
+                .all_provisioned_concurrency()?
+                .iter()
+                .filter(|p| !(p.function == name && p.qualifier == q))
+                .map(|p| u64::from(p.requested))
+                .sum::<u64>()
+                + u64::from(requested);
+            let summary = st.engine.concurrency();
+            let room = summary.unreserved.saturating_sub(summary.unreserved_minimum);
+            if account > u64::from(room) {
+                return Err(ApiError::invalid_parameter(format!(
+                    "Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [{}].",
+                    summary.unreserved
+                )));
             }
         }
         let cfg = StoredProvisioned {

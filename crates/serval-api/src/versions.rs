@@ -408,6 +408,32 @@ pub async fn update_alias(
             }
         };
         check_alias_targets(st, &name, primary, &weights)?;
+        if primary != current.function_version
+            && st
+                .store
+                .get_provisioned_concurrency(&name, &alias_name)?
+                .is_some()
+        {
+            // The alias's provisioned environments are of its version: moving it must keep
+            // the rules Put checked (a published version, not provisioned directly too).
+            if primary == VersionId::Latest {
+                return Err(ApiError::invalid_parameter(
+                    "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+                ));
+            }
+            if let VersionId::Published(n) = primary {
+                if st
+                    .store
+                    .get_provisioned_concurrency(&name, &n.to_string())?
+                    .is_some()
+                {
+                    return Err(ApiError::new(
+                        ErrorCode::ResourceConflict,
+                        "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version",
+                    ));
+                }
+            }
+        }
         let alias = AliasConfig {
             function_version: primary,
             description: req.description.unwrap_or(current.description),

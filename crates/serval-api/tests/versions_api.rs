@@ -657,6 +657,37 @@ async fn configures_provisioned_concurrency_on_versions_and_aliases() {
     .await
     .assert_error(400, "ValidationException");
 
+    // An alias of `$LATEST` is refused like `$LATEST`.
+    h.json(
+        Method::POST,
+        &format!("{F}/aliases"),
+        json!({"Name": "edge", "FunctionVersion": "$LATEST"}),
+    )
+    .await;
+    let r = h
+        .json(
+            Method::PUT,
+            &format!("{pc}?Qualifier=edge"),
+            json!({"ProvisionedConcurrentExecutions": 1}),
+        )
+        .await;
+    r.assert_error(400, "InvalidParameterValueException");
+    // Without a reservation, provisioned environments come out of the unreserved pool and
+    // leave its minimum: a caller cannot have Serval keep millions of them.
+    let r = h
+        .json(
+            Method::PUT,
+            &format!("{pc}?Qualifier=live"),
+            json!({"ProvisionedConcurrentExecutions": 4_000_000_000u64}),
+        )
+        .await;
+    r.assert_error(400, "InvalidParameterValueException");
+    assert!(
+        r.message().contains("unreserved concurrency"),
+        "{}",
+        r.message()
+    );
+
     let r = h
         .call(Method::GET, &format!("{pc}?Qualifier=live"), "")
         .await;
@@ -720,6 +751,14 @@ async fn configures_provisioned_concurrency_on_versions_and_aliases() {
     )
     .await
     .assert_error(409, "ResourceConflictException");
+    // Nor can the provisioned alias move to `$LATEST`.
+    h.json(
+        Method::PUT,
+        &format!("{F}/aliases/live"),
+        json!({"FunctionVersion": "$LATEST"}),
+    )
+    .await
+    .assert_error(400, "InvalidParameterValueException");
 
     let got = h
         .call(Method::GET, &format!("{pc}?Qualifier=live"), "")

@@ -355,6 +355,13 @@ impl<B: Backend> Dispatcher<B> {
         let backend = self.backend.clone();
         let reports = self.reports_tx.clone();
         tokio::spawn(async move {
+            // Reports the attempt even if the invocation panics, so the event's slot is freed
+            // and it is tried again (a panic is Serval's failure, not the function's).
+            let mut guard = AttemptGuard {
+                reports,
+                id,
+                result: None,
+            };
             let req = InvokeRequest {
                 function: event.function.clone(),
                 qualifier: Some(qualifier),
@@ -363,8 +370,7 @@ impl<B: Backend> Dispatcher<B> {
                 client_context: None,
                 log_tail: false,
             };
-            let result = classify(&event, backend.invoke(req).await);
-            let _ = reports.send(Report::Attempted { id, result });
+            guard.result = Some(classify(&event, backend.invoke(req).await));
         });
     }
 
@@ -450,17 +456,35 @@ impl<B: Backend> Dispatcher<B> {
         let reports = self.reports_tx.clone();
         self.writes += 1;
         tokio::spawn(async move {
-            let stored = match queue.finish_and_append(id, next).await {
-                Ok(event) => Some(event),
-                Err(error) => {
-                    tracing::warn!(%error, event = id, "failed to store an invocation record; the event runs again at the next start");
-                    None
+            // A failed write (a full disk, say) is tried again a few times before the event
+            // is left for the next start, where it runs again.
+            let mut wait = RECORD_WRITE_RETRY;
+            let mut stored = None;
+            for attempt in 1..=RECORD_WRITE_ATTEMPTS {
+                match queue.finish_and_append(id, next.clone()).await {
+                    Ok(event) => {
+                        stored = Some(event);
+                        break;
+                    }
+                    Err(error) if attempt < RECORD_WRITE_ATTEMPTS => {
+                        tracing::warn!(%error, event = id, "failed to store an invocation record; trying again");
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, event = id, "failed to store an invocation record; the event runs again at the next start");
+                    }
                 }
-            };
+            }
             let _ = reports.send(Report::Stored(stored));
         });
     }
 }
+
+/// How often storing an invocation record is tried, and the first wait between tries
+/// (doubling).
+const RECORD_WRITE_ATTEMPTS: u32 = 5;
+const RECORD_WRITE_RETRY: Duration = Duration::from_millis(200);
 
 /// Sleeps until `at`, or forever without one.
 async fn sleep_until(at: Option<Instant>) {
@@ -488,22 +512,37 @@ fn classify(event: &QueuedEvent, result: Result<InvokeOutcome, InvokeError>) -> 
         Err(InvokeError::TooManyRequests { .. }) => AttemptResult::Throttled,
         Err(InvokeError::FunctionNotFound { .. }) => AttemptResult::Gone,
         Err(InvokeError::ShuttingDown) => AttemptResult::ShuttingDown,
+        // Serval's own failure (no environment could be made): as AWS does with its system
+        // errors, the event goes back to wait like a throttled one, without using one of its
+        // attempts; only its maximum age ends it.
         Err(error @ (InvokeError::Sandbox { .. } | InvokeError::Setup { .. })) => {
-            tracing::warn!(error = %error, source = error_source(&error), request_id = event.request_id, "asynchronous attempt failed to start");
-            let body = serde_json::json!({
-                "errorType": "ServiceException",
-                "errorMessage": error.to_string(),
-            });
-            AttemptResult::Failed(Response {
-                // No version ran; an alias's would be unknown.
-                executed_version: match Qualifier::parse(&event.qualifier) {
-                    Ok(Qualifier::Version(v)) => v.to_string(),
-                    _ => LATEST.to_owned(),
-                },
-                function_error: true,
-                body: Bytes::from(body.to_string()),
-            })
+            tracing::warn!(error = %error, source = error_source(&error), request_id = event.request_id, "asynchronous attempt failed to start; it waits and is tried again");
+            AttemptResult::Throttled
         }
+    }
+}
+
+/// Sends an attempt's report when dropped: its result, or a throttle-like result when the
+/// attempt ended by unwinding.
+struct AttemptGuard {
+    reports: mpsc::UnboundedSender<Report>,
+    id: i64,
+    result: Option<AttemptResult>,
+}
+
+impl Drop for AttemptGuard {
+    fn drop(&mut self) {
+        let result = self.result.take().unwrap_or_else(|| {
+            tracing::error!(
+                event = self.id,
+                "an asynchronous attempt panicked; the event is tried again"
+            );
+            AttemptResult::Throttled
+        });
+        let _ = self.reports.send(Report::Attempted {
+            id: self.id,
+            result,
+        });
     }
 }
 
@@ -1053,6 +1092,12 @@ impl Scheduler {
 pub(crate) fn invocation_record(region: &str, settled: &Settled, timestamp_ms: i64) -> Bytes {
     let event = &settled.event;
     let response_len = settled.last.as_ref().map_or(0, |r| r.body.len());
+    // A record is an asynchronous event itself: it stays within the async payload limit, so
+    // a chain of destinations cannot grow records without bound. The response goes first,
+    // then the request.
+    let omit_response =
+        RECORD_OVERHEAD_BYTES + event.payload.len() + response_len > RECORD_MAX_BYTES;
+    let omit_request = RECORD_OVERHEAD_BYTES + event.payload.len() > RECORD_MAX_BYTES;
     let mut out = Vec::with_capacity(512 + event.payload.len() + response_len);
     out.extend_from_slice(b"{\"version\":\"1.0\",\"timestamp\":");
     push_json_string(&mut out, &format_timestamp(timestamp_ms));
@@ -1068,7 +1113,11 @@ pub(crate) fn invocation_record(region: &str, settled: &Settled, timestamp_ms: i
     out.extend_from_slice(b",\"approximateInvokeCount\":");
     out.extend_from_slice(event.attempts.to_string().as_bytes());
     out.extend_from_slice(b"},\"requestPayload\":");
-    push_json_value(&mut out, &event.payload);
+    if omit_request {
+        push_json_string(&mut out, &omitted(event.payload.len()));
+    } else {
+        push_json_value(&mut out, &event.payload);
+    }
     if let Some(last) = &settled.last {
         out.extend_from_slice(b",\"responseContext\":{\"statusCode\":200,\"executedVersion\":");
         push_json_string(&mut out, &last.executed_version);
@@ -1076,10 +1125,24 @@ pub(crate) fn invocation_record(region: &str, settled: &Settled, timestamp_ms: i
             out.extend_from_slice(b",\"functionError\":\"Unhandled\"");
         }
         out.extend_from_slice(b"},\"responsePayload\":");
-        push_json_value(&mut out, &last.body);
+        if omit_response {
+            push_json_string(&mut out, &omitted(last.body.len()));
+        } else {
+            push_json_value(&mut out, &last.body);
+        }
     }
     out.push(b'}');
     Bytes::from(out)
+}
+
+/// Largest invocation record: the asynchronous payload limit.
+const RECORD_MAX_BYTES: usize = serval_model::limits::ASYNC_PAYLOAD_MAX_BYTES;
+/// Room kept for everything in a record but the two payloads.
+const RECORD_OVERHEAD_BYTES: usize = 1024;
+
+/// What stands in for a payload too large for an invocation record.
+fn omitted(bytes: usize) -> String {
+    format!("(omitted: {bytes} bytes do not fit the {RECORD_MAX_BYTES}-byte invocation record)")
 }
 
 fn push_json_string(out: &mut Vec<u8>, s: &str) {
@@ -1720,6 +1783,27 @@ mod tests {
     }
 
     #[test]
+    fn records_stay_within_the_async_payload_limit() {
+        let mut e = event(1, "f");
+        e.attempts = 1;
+        e.payload = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(1000)));
+        let big = format!("\"{}\"", "y".repeat(RECORD_MAX_BYTES));
+        let settled = Settled {
+            event: e,
+            condition: Condition::Success,
+            last: Some(response(&big, false)),
+        };
+        let raw = invocation_record("us-east-1", &settled, 0);
+        assert!(raw.len() <= RECORD_MAX_BYTES, "{}", raw.len());
+        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(v["requestPayload"]["pad"].as_str().unwrap().len(), 1000);
+        assert!(v["responsePayload"]
+            .as_str()
+            .unwrap()
+            .starts_with("(omitted: "));
+    }
+
+    #[test]
     fn retries_exhausted_record_carries_the_error() {
         let mut e = event(1, "f");
         e.attempts = 3;
@@ -1923,6 +2007,29 @@ mod tests {
         assert_eq!(call.request_id.as_ref(), Some(&id));
         assert_eq!(call.qualifier, Some(Qualifier::Latest));
         assert_eq!(call.payload, Bytes::from_static(b"{\"k\":1}"));
+        wait_until_empty(&fx.queue).await;
+        fx.handle.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_panics_is_tried_again() {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = calls.clone();
+        let mut fx = start(10, Duration::ZERO, vec![], move |req| {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("a bug in the engine");
+            }
+            ok(req, "{}")
+        });
+        let id = fx
+            .handle
+            .enqueue(name("f"), LATEST.into(), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let call = next_call(&mut fx.calls).await;
+            assert_eq!(call.request_id.as_ref(), Some(&id));
+        }
         wait_until_empty(&fx.queue).await;
         fx.handle.shutdown().await;
     }

@@ -103,7 +103,11 @@ impl FunctionEntry {
         match Qualifier::parse(qualifier).ok()? {
             Qualifier::Latest => None,
             Qualifier::Version(n) => self.versions.get(&n),
-            Qualifier::Alias(alias) => self.version_pool(self.aliases.get(&alias)?.primary),
+            Qualifier::Alias(alias) => match self.aliases.get(&alias)?.primary {
+                // Only published versions are provisioned (the API refuses the rest).
+                VersionId::Latest => None,
+                version => self.version_pool(version),
+            },
         }
     }
 
@@ -112,7 +116,8 @@ impl FunctionEntry {
         let mut targets: HashMap<*const Pool, u32> = HashMap::new();
         for (qualifier, requested) in &self.provisioned {
             if let Some(pool) = self.provisioned_pool(qualifier) {
-                *targets.entry(Arc::as_ptr(pool)).or_default() += requested;
+                let target = targets.entry(Arc::as_ptr(pool)).or_default();
+                *target = target.saturating_add(*requested);
             }
         }
         for pool in self.pools() {
