@@ -255,6 +255,7 @@ fn spawn_dispatcher<B: Backend>(
         reports,
         writes: 0,
         stopping: None,
+        gone_warned: HashMap::new(),
     };
     tokio::spawn(dispatcher.run());
     DispatcherHandle {
@@ -287,9 +288,29 @@ struct Dispatcher<B: Backend> {
     writes: usize,
     /// Once stopping, who waits for the end.
     stopping: Option<Vec<oneshot::Sender<()>>>,
+    /// When a dropped event of each deleted function was last logged (one warning per
+    /// function every [`GONE_WARN_INTERVAL`], not one per event of a backlog).
+    gone_warned: HashMap<FunctionName, Instant>,
 }
 
+/// How often the events dropped for one deleted function are reported.
+const GONE_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
 impl<B: Backend> Dispatcher<B> {
+    /// Drops an event whose function or qualifier no longer exists.
+    fn drop_gone(&mut self, event: &QueuedEvent) {
+        let now = Instant::now();
+        self.gone_warned
+            .retain(|_, at| now.saturating_duration_since(*at) < GONE_WARN_INTERVAL);
+        if !self.gone_warned.contains_key(&event.function) {
+            self.gone_warned.insert(event.function.clone(), now);
+            tracing::warn!(function = %event.function, qualifier = event.qualifier, request_id = event.request_id, "function no longer exists: dropping its asynchronous events");
+        } else {
+            tracing::debug!(function = %event.function, request_id = event.request_id, "dropping asynchronous event of a deleted function");
+        }
+        self.queue.finish(event.id);
+    }
+
     async fn run(mut self) {
         loop {
             if self.stopping.is_none() {
@@ -352,6 +373,18 @@ impl<B: Backend> Dispatcher<B> {
             self.queue.finish(id);
             return;
         };
+        if !self.backend.has_target(&event.function, Some(&qualifier)) {
+            // Deleted: no task, no invocation (a deleted function's backlog drains fast).
+            self.scheduler.complete(
+                id,
+                AttemptResult::Gone,
+                Instant::now(),
+                wall_now_ms(),
+                &self.backend,
+            );
+            self.drop_gone(&event);
+            return;
+        }
         let backend = self.backend.clone();
         let reports = self.reports_tx.clone();
         tokio::spawn(async move {
@@ -403,10 +436,7 @@ impl<B: Backend> Dispatcher<B> {
                 attempts,
                 not_before_ms,
             } => self.queue.retry_later(id, attempts, not_before_ms),
-            Completion::Drop(event) => {
-                tracing::warn!(function = %event.function, qualifier = event.qualifier, request_id = event.request_id, "function no longer exists: dropping asynchronous event");
-                self.queue.finish(event.id);
-            }
+            Completion::Drop(event) => self.drop_gone(&event),
             Completion::Requeued | Completion::Leave | Completion::Unknown => {}
         }
     }
@@ -1012,32 +1042,37 @@ impl Scheduler {
     }
 
     /// Gives up on a function's ready events that are too old (they cannot run now).
+    /// Gives up a held-back function's events that are too old, oldest first. Ages fall
+    /// with ids (acceptance order), so it stops at the first event young enough: a recheck
+    /// costs a few lookups, not a pass over a backlog of any size. (An event of another
+    /// qualifier with a shorter maximum age further back is checked when it comes up to run.)
     fn expire_waiting(&mut self, function: &FunctionName, now: Instant, policy: &impl Policy) {
-        let Some(lane) = self.lanes.get_mut(function) else {
-            return;
-        };
-        let ready = std::mem::take(&mut lane.ready);
-        let mut keep = BTreeSet::new();
-        for id in ready {
-            let expired = self
-                .waiting
-                .get(&id)
-                .is_some_and(|held| self.too_old(held, now, policy));
-            match (expired, self.waiting.remove(&id)) {
-                (true, Some(held)) => self.expired.push_back(Settled {
+        loop {
+            let Some(id) = self
+                .lanes
+                .get(function)
+                .and_then(|lane| lane.ready.first().copied())
+            else {
+                return;
+            };
+            let expired = match self.waiting.get(&id) {
+                Some(held) => self.too_old(held, now, policy),
+                // Not held any more: a stale entry to drop.
+                None => true,
+            };
+            if !expired {
+                return;
+            }
+            if let Some(lane) = self.lanes.get_mut(function) {
+                lane.ready.remove(&id);
+            }
+            if let Some(held) = self.waiting.remove(&id) {
+                self.expired.push_back(Settled {
                     event: held.event,
                     condition: Condition::EventAgeExceeded,
                     last: held.last,
-                }),
-                (false, Some(held)) => {
-                    self.waiting.insert(id, held);
-                    keep.insert(id);
-                }
-                (_, None) => {}
+                });
             }
-        }
-        if let Some(lane) = self.lanes.get_mut(function) {
-            lane.ready = keep;
         }
     }
 
@@ -2165,7 +2200,7 @@ mod tests {
         let backend = FakeBackend {
             limit: 10,
             configs: Arc::default(),
-            targets: Arc::new(HashSet::new()),
+            targets: Arc::new([name("f")].into_iter().collect()),
             delay: Duration::ZERO,
             behaviour: Arc::new(|req| ok(req, "{}")),
             calls: calls_tx,
