@@ -2047,6 +2047,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn events_of_a_deleted_function_are_dropped_without_an_invocation() {
+        let mut fx = start(10, Duration::ZERO, vec![], |req| ok(req, "{}"));
+        for _ in 0..3 {
+            fx.handle
+                .enqueue(name("deleted"), LATEST.into(), Bytes::from_static(b"{}"))
+                .await
+                .unwrap();
+        }
+        wait_until_empty(&fx.queue).await;
+        fx.handle
+            .enqueue(name("f"), LATEST.into(), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let call = next_call(&mut fx.calls).await;
+        assert_eq!(
+            call.function.as_str(),
+            "f",
+            "no invocation of the deleted function"
+        );
+        fx.handle.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn an_attempt_that_panics_is_tried_again() {
         let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let seen = calls.clone();
