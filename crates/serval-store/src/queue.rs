@@ -237,24 +237,8 @@ impl EventQueue {
             #[cfg(test)]
             gate: Mutex::new(()),
         });
-        // Checkpoints run beside the writer, on their own connection: a checkpoint copies the
-        // log into the database and fsyncs it, which on the writer's thread would hold up
-        // every acknowledgement queued behind it.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(StoreError::db("set queue wal_autocheckpoint"))?;
-        let checkpointer = connect(&path)?;
-        let (writer_alive, writer_gone) = mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("serval-queue-ckpt".into())
-            .spawn(move || checkpoint_until_closed(checkpointer, writer_gone))
-            .map_err(|source| StoreError::Io {
-                operation: "start the checkpoint thread for",
-                path: path.clone(),
-                source,
-            })?;
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
-            _alive: writer_alive,
             conn,
             path: path.clone(),
             counters: counters.clone(),
@@ -368,23 +352,6 @@ impl EventQueue {
     }
 }
 
-/// How often the checkpoint thread copies the log into the database.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Checkpoints `queue.db` every [`CHECKPOINT_INTERVAL`] (PASSIVE: never waits for the
-/// writer), and once more when the writer thread has ended (its `_alive` sender dropped).
-fn checkpoint_until_closed(conn: Connection, writer_gone: mpsc::Receiver<()>) {
-    let checkpoint = || {
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "failed to checkpoint the asynchronous event queue");
-        }
-    };
-    while let Err(mpsc::RecvTimeoutError::Timeout) = writer_gone.recv_timeout(CHECKPOINT_INTERVAL) {
-        checkpoint();
-    }
-    checkpoint();
-}
-
 /// Opens `queue.db` with the queue's pragmas: WAL, and `synchronous=FULL` so that each commit
 /// fsyncs the log and an acknowledged event survives power loss.
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -484,8 +451,6 @@ fn load(conn: &Connection) -> Result<Vec<QueuedEvent>, StoreError> {
 
 /// The writer thread's state: the only connection that writes `queue.db`.
 struct Writer {
-    /// Dropped with the writer: tells the checkpoint thread to do a last checkpoint and end.
-    _alive: mpsc::Sender<()>,
     conn: Connection,
     /// `queue.db`, for errors.
     path: PathBuf,
