@@ -508,8 +508,26 @@ impl Writer {
                     self.answer(command, effect);
                 }
             }
+            Err(error) if batch.len() > 1 => {
+                // One bad command must not fail the others of its group: write each on its
+                // own, so only the ones that fail again are refused (only on this path; the
+                // happy path stays one commit per group).
+                tracing::warn!(error = %error, commands = batch.len(), "a group commit of the asynchronous event queue failed; writing its commands one by one");
+                for command in batch.drain(..) {
+                    match self.transact(std::slice::from_ref(&command)) {
+                        Ok(mut effects) => {
+                            let effect = effects.pop().unwrap_or(Effect::None);
+                            self.answer(command, effect);
+                        }
+                        Err(error) => {
+                            tracing::error!(error = %error, "failed to write to the asynchronous event queue");
+                            self.fail(command, &Arc::new(error));
+                        }
+                    }
+                }
+            }
             Err(error) => {
-                tracing::error!(error = %error, commands = batch.len(), "failed to write the asynchronous event queue");
+                tracing::error!(error = %error, "failed to write to the asynchronous event queue");
                 let shared = Arc::new(error);
                 for command in batch.drain(..) {
                     self.fail(command, &shared);
@@ -622,6 +640,12 @@ fn queued(id: i64, event: NewEvent) -> QueuedEvent {
 }
 
 fn insert(tx: &Transaction<'_>, event: &NewEvent) -> Result<i64, StoreError> {
+    #[cfg(test)]
+    if event.request_id == tests::POISON_REQUEST_ID {
+        return Err(StoreError::InvalidParameter {
+            message: "a record the test made unwritable".into(),
+        });
+    }
     let mut stmt = tx
         .prepare_cached(INSERT_SQL)
         .map_err(StoreError::db("prepare queued event insert"))?;
@@ -848,6 +872,50 @@ mod tests {
         assert_eq!(ids.len(), 64);
         let commits = queue.commit_count() - before;
         assert_eq!(commits, 1, "64 appends took {commits} commits");
+    }
+
+    /// A request id `insert` refuses in tests, to make one command of a group fail.
+    pub(super) const POISON_REQUEST_ID: &str = "poison";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_failing_command_does_not_fail_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, _) = open(dir.path());
+        queue.append(event(0, "warm-up")).await.unwrap();
+        let gate = queue.front.counters.gate.lock().unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 1..=6 {
+            let queue = queue.clone();
+            let mut e = event(n, "payload");
+            if n == 3 {
+                e.request_id = POISON_REQUEST_ID.into();
+            }
+            tasks.spawn(async move { (n, queue.append(e).await.map(|e| e.id)) });
+        }
+        let started = Instant::now();
+        while queue.held().0 < 7 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "appends not queued"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(gate);
+        let mut ok = 0;
+        while let Some(joined) = tasks.join_next().await {
+            let (n, result) = joined.unwrap();
+            match result {
+                Ok(_) => ok += 1,
+                Err(QueueError::Store(_)) => assert_eq!(n, 3, "only the poisoned append fails"),
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(ok, 5);
+        assert_eq!(queue.held().0, 6, "the refused event is not counted");
+        drop(queue);
+        let (_, events) = open(dir.path());
+        assert_eq!(events.len(), 6);
+        assert!(events.iter().all(|e| e.request_id != POISON_REQUEST_ID));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
