@@ -288,19 +288,7 @@ async fn run_one(
     } else {
         "starting a private server"
     });
-    let (server, endpoint) = match endpoint {
-        Some(endpoint) => (None, endpoint),
-        None => {
-            let server = PrivateServer::start(backend)
-                .await
-                .context("start a private server")?;
-            let endpoint = server.endpoint().clone();
-            (Some(server), endpoint)
-        }
-    };
-    let sandbox = server
-        .as_ref()
-        .map_or("-".to_owned(), |s| s.sandbox().to_owned());
+    let (server, endpoint, sandbox) = bench_target(endpoint, backend, &[]).await?;
     let client = Client::new(endpoint.clone());
     let created: Arc<Mutex<Vec<String>>> = Arc::default();
 
@@ -310,18 +298,7 @@ async fn run_one(
     };
 
     spinner.set("cleaning up");
-    let leftovers: Vec<String> = std::mem::take(&mut *created.lock().expect("not poisoned"));
-    for name in leftovers {
-        if let Err(e) = client.delete_function(&name).await {
-            if !e.is_connection() && e.code() != Some("ResourceNotFoundException") {
-                tracing::warn!(function = %name, "failed to delete benchmark function: {e}");
-            }
-        }
-    }
-    let stopped = match server {
-        Some(server) => server.stop().await,
-        None => Ok(()),
-    };
+    let stopped = clean_up(&client, &created, server).await;
     drop(spinner);
 
     let mut functions = result?;
@@ -330,6 +307,51 @@ async fn run_one(
         f.sandbox = sandbox.clone();
     }
     Ok((functions, endpoint.url()))
+}
+
+/// The server a benchmark runs against: `endpoint`, or a private server started with the
+/// `backend` sandbox and `extra` flags. Returns the private server (to stop), the endpoint and
+/// the backend it reported (`-` for an outside server).
+async fn bench_target(
+    endpoint: Option<Endpoint>,
+    backend: Option<&str>,
+    extra: &[&str],
+) -> anyhow::Result<(Option<PrivateServer>, Endpoint, String)> {
+    let (server, endpoint) = match endpoint {
+        Some(endpoint) => (None, endpoint),
+        None => {
+            let server = PrivateServer::start(backend, extra)
+                .await
+                .context("start a private server")?;
+            let endpoint = server.endpoint().clone();
+            (Some(server), endpoint)
+        }
+    };
+    let sandbox = server
+        .as_ref()
+        .map_or("-".to_owned(), |s| s.sandbox().to_owned());
+    Ok((server, endpoint, sandbox))
+}
+
+/// Deletes the functions a benchmark created (also after a failure or Ctrl-C) and stops its
+/// private server.
+async fn clean_up(
+    client: &Client,
+    created: &Mutex<Vec<String>>,
+    server: Option<PrivateServer>,
+) -> anyhow::Result<()> {
+    let leftovers: Vec<String> = std::mem::take(&mut *created.lock().expect("not poisoned"));
+    for name in leftovers {
+        if let Err(e) = client.delete_function(&name).await {
+            if !e.is_connection() && e.code() != Some("ResourceNotFoundException") {
+                tracing::warn!(function = %name, "failed to delete benchmark function: {e}");
+            }
+        }
+    }
+    match server {
+        Some(server) => server.stop().await,
+        None => Ok(()),
+    }
 }
 
 /// The measurements, function by function.

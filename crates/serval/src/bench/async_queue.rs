@@ -22,8 +22,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::load::{self, InvokeConn, InvokeTemplate, Outcome};
-use super::private_server::PrivateServer;
-use super::{forget, ms, percentile, remember, BenchArgs, BenchFunction, P50P99};
+use super::{
+    bench_target, clean_up, forget, ms, percentile, remember, BenchArgs, BenchFunction, P50P99,
+};
 use crate::client::{Client, CreateFunctionInput, Endpoint, FunctionCode, DEFAULT_ROLE};
 use crate::cmd::deploy::wait_ready;
 use crate::cmd::Spinner;
@@ -86,22 +87,12 @@ pub struct AsyncReport {
 pub async fn run(endpoint: Option<Endpoint>, args: &BenchArgs) -> anyhow::Result<()> {
     let spinner = Spinner::start("starting a private server");
     let backend = args.sandbox.first().map(String::as_str);
-    let (server, endpoint) = match endpoint {
-        Some(endpoint) => (None, endpoint),
-        None => {
-            let server = PrivateServer::start_with(
-                backend,
-                &["--async-queue-max-events", PRIVATE_QUEUE_MAX_EVENTS],
-            )
-            .await
-            .context("start a private server")?;
-            let endpoint = server.endpoint().clone();
-            (Some(server), endpoint)
-        }
-    };
-    let sandbox = server
-        .as_ref()
-        .map_or("-".to_owned(), |s| s.sandbox().to_owned());
+    let (server, endpoint, sandbox) = bench_target(
+        endpoint,
+        backend,
+        &["--async-queue-max-events", PRIVATE_QUEUE_MAX_EVENTS],
+    )
+    .await?;
     let client = Client::new(endpoint.clone());
     let created: Arc<Mutex<Vec<String>>> = Arc::default();
     let result = tokio::select! {
@@ -109,16 +100,7 @@ pub async fn run(endpoint: Option<Endpoint>, args: &BenchArgs) -> anyhow::Result
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     spinner.set("cleaning up");
-    let leftovers: Vec<String> = std::mem::take(&mut *created.lock().expect("not poisoned"));
-    for name in leftovers {
-        if let Err(e) = client.delete_function(&name).await {
-            tracing::warn!(function = %name, "failed to delete benchmark function: {e}");
-        }
-    }
-    let stopped = match server {
-        Some(server) => server.stop().await,
-        None => Ok(()),
-    };
+    let stopped = clean_up(&client, &created, server).await;
     drop(spinner);
     let (runs, running_backlog, drain, start) = result?;
     stopped?;

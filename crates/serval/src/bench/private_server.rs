@@ -35,13 +35,9 @@ impl PrivateServer {
     /// Starts `current_exe() server --listen 127.0.0.1:0 --data-dir <tempdir>/data` and waits for
     /// its listening line. Its log goes to `<tempdir>/server.log` (level `warn` unless
     /// `RUST_LOG` says otherwise).
-    /// `sandbox` picks the backend (`--sandbox`); `None` leaves the server's default.
-    pub async fn start(sandbox: Option<&str>) -> anyhow::Result<Self> {
-        Self::start_with(sandbox, &[]).await
-    }
-
-    /// `start` with further `serval server` flags.
-    pub async fn start_with(sandbox: Option<&str>, extra: &[&str]) -> anyhow::Result<Self> {
+    /// `sandbox` picks the backend (`--sandbox`); `None` leaves the server's default. `extra`
+    /// are further `serval server` flags.
+    pub async fn start(sandbox: Option<&str>, extra: &[&str]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("find the serval binary")?;
         let dir = tempfile::Builder::new()
             .prefix("serval-bench-")
