@@ -19,23 +19,28 @@
 //!
 //! Entry point: [`router`] with an [`ApiState`] (built by [`ApiState::new`]).
 
+mod apigw;
 mod body;
 mod code;
 mod concurrency;
 pub mod error;
 mod event_config;
+mod eventbridge;
 mod functions;
 mod invoke;
 mod logs;
 mod logs_wire;
+mod urls;
 mod versions;
 pub mod wire;
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
-use axum::extract::State;
-use axum::middleware;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -78,6 +83,10 @@ pub struct ApiState {
     /// Bounds concurrent code uploads to [`CODE_UPLOADS_MAX`]; a permit is taken before the
     /// request body is read and released once the package is stored.
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Serves Function URLs and HTTP APIs; told about every stored change to them.
+    pub gateway: serval_events::Gateway,
+    /// Fires scheduled rules; told about every stored change to rules and targets.
+    pub schedules: serval_events::Schedules,
 }
 
 impl ApiState {
@@ -86,6 +95,8 @@ impl ApiState {
         engine: serval_engine::Engine,
         store: serval_store::Store,
         region: impl Into<String>,
+        gateway: serval_events::Gateway,
+        schedules: serval_events::Schedules,
     ) -> Self {
         Self {
             engine,
@@ -93,6 +104,8 @@ impl ApiState {
             region: region.into(),
             mutations: Arc::default(),
             uploads: Arc::new(tokio::sync::Semaphore::new(CODE_UPLOADS_MAX)),
+            gateway,
+            schedules,
         }
     }
 }
@@ -100,8 +113,39 @@ impl ApiState {
 /// The header naming a JSON-protocol operation (`Logs_20140328.GetLogEvents`).
 pub const TARGET_HEADER: &str = "x-amz-target";
 
-/// Every AWS surface Serval serves, as one router.
+/// Every AWS surface Serval serves, as one router, with the HTTP gateway in front: a request
+/// addressed to a Function URL or an HTTP API (by `Host` or path prefix) never reaches the
+/// AWS APIs. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so triggers
+/// see the caller's address (`sourceIp`).
 pub fn router(state: ApiState) -> Router {
+    let gateway = state.gateway.clone();
+    aws_router(state).layer(middleware::from_fn_with_state(gateway, gateway_front))
+}
+
+/// Sends requests for Function URLs and HTTP APIs to the gateway, the rest on.
+async fn gateway_front(
+    State(gateway): State<serval_events::Gateway>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    match serval_events::Gateway::target(host, req.uri().path()) {
+        Some(target) => {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |c| c.0);
+            gateway.serve(target, req, peer).await
+        }
+        None => next.run(req).await,
+    }
+}
+
+/// The AWS APIs alone.
+fn aws_router(state: ApiState) -> Router {
     let functions = "/2015-03-31/functions";
     Router::new()
         .route(
@@ -184,6 +228,8 @@ pub fn router(state: ApiState) -> Router {
                 .delete(functions::untag_resource),
         )
         .route("/_serval/code/{file}", get(code::download))
+        .merge(urls::routes())
+        .merge(apigw::routes())
         .route("/", post(aws_json))
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
@@ -201,6 +247,10 @@ async fn aws_json(State(state): State<ApiState>, headers: HeaderMap, body: Body)
         Some(t) if t.starts_with(logs::TARGET_PREFIX) => {
             let op = &t[logs::TARGET_PREFIX.len()..];
             logs::dispatch(state, op, headers, body).await
+        }
+        Some(t) if t.starts_with(eventbridge::TARGET_PREFIX) => {
+            let op = &t[eventbridge::TARGET_PREFIX.len()..];
+            eventbridge::dispatch(state, op, headers, body).await
         }
         Some(t) => logs::unknown_operation(&t).into_response(),
         None => logs::unknown_operation("(no X-Amz-Target header)").into_response(),

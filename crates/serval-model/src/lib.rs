@@ -7,9 +7,11 @@
 
 mod config;
 mod handler;
+mod http_api;
 mod ids;
 pub mod limits;
 mod runtime;
+mod triggers;
 mod versions;
 
 pub use config::{
@@ -18,8 +20,10 @@ pub use config::{
     LastUpdateStatus, PackageType,
 };
 pub use handler::{Handler, HandlerError};
+pub use http_api::{ApiIntegration, ApiRoute, ApiStage, HttpApi, HttpApiSnapshot};
 pub use ids::{EnvironmentId, FunctionName, FunctionRef, Qualifier, RequestId};
 pub use runtime::{Runtime, RuntimeFamily};
+pub use triggers::{validate_url_qualifier, Cors, FunctionUrlConfig, UrlAuthType, URL_ID_LEN};
 pub use versions::{
     validate_alias_name, validate_event_age_secs, validate_retry_attempts, AliasConfig,
     EventInvokeConfig, ProvisionedConcurrencyConfig, VersionId,

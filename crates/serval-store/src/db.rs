@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// The schema version this build writes; `user_version` of a fresh database after `migrate`.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits on another's lock before giving up with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,6 +108,43 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         qualifier TEXT NOT NULL,
         config    TEXT NOT NULL,           -- ProvisionedConcurrencyConfig as JSON
         PRIMARY KEY (function, qualifier)
+    ) WITHOUT ROWID;
+    "#,
+    // 2 -> 3: HTTP triggers and schedules. Function URLs cascade from their function; an
+    // API's integrations, routes and stages from the API; a rule's targets from the rule.
+    r#"
+    -- Keyed by '$LATEST' (the unqualified function) or an alias name.
+    CREATE TABLE function_urls (
+        function  TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        url_id    TEXT NOT NULL UNIQUE,
+        config    TEXT NOT NULL,           -- FunctionUrlConfig as JSON
+        PRIMARY KEY (function, qualifier)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE http_apis (
+        api_id    TEXT PRIMARY KEY NOT NULL,
+        config    TEXT NOT NULL            -- HttpApi as JSON
+    ) WITHOUT ROWID;
+
+    CREATE TABLE http_api_parts (
+        api_id    TEXT NOT NULL REFERENCES http_apis(api_id) ON DELETE CASCADE,
+        kind      TEXT NOT NULL,           -- 'integration', 'route' or 'stage'
+        id        TEXT NOT NULL,           -- integration id, route id or stage name
+        config    TEXT NOT NULL,           -- ApiIntegration / ApiRoute / ApiStage as JSON
+        PRIMARY KEY (api_id, kind, id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rules (
+        name      TEXT PRIMARY KEY NOT NULL,
+        config    TEXT NOT NULL            -- Rule as JSON
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rule_targets (
+        rule      TEXT NOT NULL REFERENCES rules(name) ON DELETE CASCADE,
+        id        TEXT NOT NULL,
+        config    TEXT NOT NULL,           -- RuleTarget as JSON
+        PRIMARY KEY (rule, id)
     ) WITHOUT ROWID;
     "#,
 ];

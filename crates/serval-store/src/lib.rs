@@ -24,9 +24,12 @@
 mod code;
 mod db;
 mod error;
+mod function_urls;
 mod functions;
+mod http_apis;
 mod logs;
 mod queue;
+mod rules;
 mod versions;
 
 use std::path::{Path, PathBuf};

@@ -221,15 +221,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     async_config.event_age_unit = Duration::from_millis(args.async_event_age_unit_ms);
     engine.start_async(queue, leftovers, async_config);
 
-    let app = serval_api::router(serval_api::ApiState::new(
-        engine.clone(),
-        store,
-        args.region,
-    ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
     let addr = listener.local_addr().context("read listening address")?;
+    // Triggers report URLs on the port actually bound (`--listen 127.0.0.1:0` picks one).
+    let gateway = serval_events::Gateway::new(engine.clone(), args.region.clone(), addr.port());
+    let schedules = serval_events::Schedules::start(
+        engine.clone(),
+        serval_events::ScheduleConfig {
+            region: args.region.clone(),
+            clock_speed: 1,
+        },
+    );
+    let app = serval_api::router(serval_api::ApiState::new(
+        engine.clone(),
+        store,
+        args.region,
+        gateway,
+        schedules,
+    ));
     tracing::info!(%addr, data_dir = %data_dir.display(), functions = count, "serval started");
     {
         let mut out = std::io::stdout().lock();
@@ -239,17 +250,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown({
-            let engine = engine.clone();
-            async move {
-                shutdown_signal().await;
-                // At once, not after the HTTP requests in flight: no queued event starts now.
-                engine.begin_shutdown();
-            }
-        })
-        .await
-        .context("serve http")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown({
+        let engine = engine.clone();
+        async move {
+            shutdown_signal().await;
+            // At once, not after the HTTP requests in flight: no queued event starts now.
+            engine.begin_shutdown();
+        }
+    })
+    .await
+    .context("serve http")?;
     tracing::info!("stopping: draining in-flight invocations");
     engine.shutdown().await;
     tracing::info!("stopped");

@@ -88,7 +88,21 @@ impl Harness {
             Duration::from_secs(30 * 86_400),
         )
         .expect("start engine");
-        let router = router(ApiState::new(engine.clone(), store.clone(), REGION));
+        let gateway = serval_events::Gateway::new(engine.clone(), REGION, 9000);
+        let schedules = serval_events::Schedules::start(
+            engine.clone(),
+            serval_events::ScheduleConfig {
+                region: REGION.into(),
+                clock_speed: 1,
+            },
+        );
+        let router = router(ApiState::new(
+            engine.clone(),
+            store.clone(),
+            REGION,
+            gateway,
+            schedules,
+        ));
         Harness {
             router,
             store,

@@ -1,0 +1,1 @@
+//! Scheduled EventBridge rules (`rules`) and their targets (`rule_targets`).
