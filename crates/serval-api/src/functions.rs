@@ -931,7 +931,12 @@ pub async fn delete_function(
     match qualifier {
         None => {
             let name = mutate(&state, move |st| {
+                let urls = st.store.list_function_urls(&name)?;
                 let existed = st.store.delete_function(&name)?;
+                // Its URLs went with it (the store cascades): stop serving them.
+                for url in urls {
+                    st.gateway.remove_function_url(&url.url_id);
+                }
                 // Also when it did not exist: the engine then agrees with the store either way.
                 st.engine.remove(&name);
                 if existed {

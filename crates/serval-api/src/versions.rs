@@ -463,8 +463,12 @@ pub async fn delete_alias(
         if st.store.get_function(&name)?.is_none() {
             return Err(not_found(&name, &st.region));
         }
+        let url = st.store.get_function_url(&name, Some(&alias_name))?;
         if !st.store.delete_alias(&name, &alias_name)? {
             return Ok(None);
+        }
+        if let Some(url) = url {
+            st.gateway.remove_function_url(&url.url_id);
         }
         // The store deleted the settings put on the alias with it.
         st.engine.remove_provisioned_concurrency(&name, &alias_name);

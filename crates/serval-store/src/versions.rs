@@ -69,14 +69,20 @@ const PROVISIONED_CONCURRENCY: KeyedTable = KeyedTable {
     delete: "DELETE FROM provisioned_concurrency_configs WHERE function = ?1 AND qualifier = ?2",
 };
 
-fn encode<T: Serialize>(what: impl FnOnce() -> String, value: &T) -> Result<String, StoreError> {
+pub(crate) fn encode<T: Serialize>(
+    what: impl FnOnce() -> String,
+    value: &T,
+) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|source| StoreError::Corrupt {
         what: what(),
         source: Box::new(source),
     })
 }
 
-fn decode<T: DeserializeOwned>(what: impl FnOnce() -> String, json: &str) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    what: impl FnOnce() -> String,
+    json: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(json).map_err(|source| StoreError::Corrupt {
         what: what(),
         source: Box::new(source),
@@ -100,7 +106,7 @@ fn function_name(name: &str) -> Result<FunctionName, StoreError> {
 }
 
 /// Maps an insert's failed foreign key (no row in `functions`) to `NotFound`.
-fn missing_function_or_db<'a>(
+pub(crate) fn missing_function_or_db<'a>(
     name: &'a FunctionName,
     operation: &'static str,
 ) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
@@ -584,8 +590,14 @@ impl Store {
             .prepare_cached(delete)
             .and_then(|mut stmt| stmt.execute(params![name.as_str(), key]))
             .map_err(StoreError::db("delete record"))?;
-        for settings in [&EVENT_INVOKE_CONFIGS, &PROVISIONED_CONCURRENCY] {
-            tx.prepare_cached(settings.delete)
+        // A Function URL of an alias goes with the alias.
+        let deletes = [
+            EVENT_INVOKE_CONFIGS.delete,
+            PROVISIONED_CONCURRENCY.delete,
+            "DELETE FROM function_urls WHERE function = ?1 AND qualifier = ?2",
+        ];
+        for delete in deletes {
+            tx.prepare_cached(delete)
                 .and_then(|mut stmt| stmt.execute(params![name.as_str(), qualifier]))
                 .map_err(StoreError::db("delete settings"))?;
         }

@@ -9,6 +9,7 @@
 //! Not for: asserting on speed (tests never do) or load-testing real functions.
 
 mod async_queue;
+mod http_trigger;
 mod load;
 mod private_server;
 mod sandbox_cost;
@@ -77,6 +78,11 @@ pub struct BenchArgs {
     /// at most 2000) with an idle warm function.
     #[arg(long = "async", conflicts_with = "sandbox_cost")]
     pub async_queue: bool,
+    /// Measure HTTP triggers instead: latency percentiles and throughput through a Function
+    /// URL against a direct Invoke of the same warm function (`--invokes` requests each way,
+    /// in interleaved rounds; the `--concurrency` levels for throughput).
+    #[arg(long, conflicts_with_all = ["sandbox_cost", "async_queue"])]
+    pub http: bool,
 }
 
 fn parse_bench_duration(s: &str) -> Result<Duration, String> {
@@ -236,6 +242,14 @@ fn ms(d: Option<Duration>) -> Option<f64> {
 pub async fn run(endpoint: Option<Endpoint>, args: BenchArgs) -> anyhow::Result<()> {
     if args.sandbox_cost {
         return sandbox_cost::run(&args).await;
+    }
+    if args.http {
+        if endpoint.is_some() && !args.sandbox.is_empty() {
+            anyhow::bail!(
+                "--sandbox starts a private server; it cannot be combined with --endpoint"
+            );
+        }
+        return http_trigger::run(endpoint, &args).await;
     }
     if args.async_queue {
         if endpoint.is_some() && !args.sandbox.is_empty() {
@@ -537,7 +551,7 @@ fn throughput_report(
     }
 }
 
-fn rate(n: u64, elapsed: Duration) -> f64 {
+pub(crate) fn rate(n: u64, elapsed: Duration) -> f64 {
     if elapsed.is_zero() {
         return 0.0;
     }

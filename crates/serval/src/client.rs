@@ -502,6 +502,28 @@ impl Client {
         decode(operation, response)
     }
 
+    /// `CreateFunctionUrlConfig` with `AuthType: NONE` on the unqualified function; returns
+    /// the URL (`http://<url-id>.lambda-url.<region>.localhost:<port>/`).
+    pub async fn create_function_url(&self, name: &str) -> Result<String, ClientError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Out {
+            function_url: String,
+        }
+        let path = format!("/2021-10-31/functions/{}/url", uri_encode(name));
+        let response = self
+            .send(
+                Service::Lambda,
+                Method::POST,
+                &path,
+                &[("content-type", "application/json".to_owned())],
+                Bytes::from_static(br#"{"AuthType":"NONE"}"#),
+            )
+            .await?;
+        let out: Out = decode("CreateFunctionUrlConfig", response)?;
+        Ok(out.function_url)
+    }
+
     /// `GetFunction`; `None` when the function does not exist.
     pub async fn get_function(&self, name: &str) -> Result<Option<GetFunctionOutput>, ClientError> {
         let path = format!("/functions/{}", uri_encode(name));

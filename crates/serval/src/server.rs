@@ -227,6 +227,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("read listening address")?;
     // Triggers report URLs on the port actually bound (`--listen 127.0.0.1:0` picks one).
     let gateway = serval_events::Gateway::new(engine.clone(), args.region.clone(), addr.port());
+    load_triggers(&gateway, &store).await?;
     let schedules = serval_events::Schedules::start(
         engine.clone(),
         serval_events::ScheduleConfig {
@@ -312,6 +313,18 @@ async fn load_functions(engine: &Engine, store: &Store) -> anyhow::Result<usize>
         engine.set_provisioned_concurrency(&p.function, &p.qualifier, p.requested);
     }
     Ok(count)
+}
+
+/// Hands every stored Function URL and HTTP API to the gateway.
+async fn load_triggers(gateway: &serval_events::Gateway, store: &Store) -> anyhow::Result<()> {
+    let store = store.clone();
+    let urls = tokio::task::spawn_blocking(move || store.all_function_urls())
+        .await?
+        .context("load function URLs")?;
+    for url in urls {
+        gateway.set_function_url(url);
+    }
+    Ok(())
 }
 
 /// Picks the sandbox backend and says why, for the start-up line.

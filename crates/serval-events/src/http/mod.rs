@@ -13,12 +13,25 @@
 pub mod cors;
 pub mod payload;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::body::Body;
-use http::{Request, Response};
-use serval_engine::Engine;
-use serval_model::{FunctionUrlConfig, HttpApiSnapshot};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serval_engine::{Engine, InvokeError, InvokeRequest, InvokeResult};
+use serval_model::limits::SYNC_PAYLOAD_MAX_BYTES;
+use serval_model::{
+    ApiStage, Cors, FunctionName, FunctionRef, FunctionUrlConfig, HttpApi, HttpApiSnapshot,
+    Qualifier, RequestId,
+};
+
+use crate::route::{RouteKey, RouteTable};
+use payload::{ContextInfo, HttpResponse, RequestInfo};
 
 /// The path prefix of the path-based forms: `/_aws/lambda-url/<id>/...`,
 /// `/_aws/execute-api/<id>/...`.
@@ -41,23 +54,106 @@ pub enum Target {
 /// Serves HTTP triggers; cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
-    inner: std::sync::Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 struct Inner {
     engine: Engine,
     region: String,
     port: u16,
+    /// By URL id.
+    urls: RwLock<HashMap<String, Arc<FunctionUrlConfig>>>,
+    /// By API id.
+    apis: RwLock<HashMap<String, Arc<ServedApi>>>,
+}
+
+/// An HTTP API as served: its routes resolved to the functions they invoke.
+struct ServedApi {
+    api: HttpApi,
+    routes: RouteTable<Option<Arc<ServedIntegration>>>,
+    /// By stage name (`$default` included).
+    stages: HashMap<String, ApiStage>,
+}
+
+/// Payload format of an integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    V1,
+    V2,
+}
+
+/// An `AWS_PROXY` integration as served.
+struct ServedIntegration {
+    function: FunctionName,
+    qualifier: Option<Qualifier>,
+    format: Format,
+    timeout: Duration,
+}
+
+/// The function an integration URI names: a function ARN (maybe qualified), or API
+/// Gateway's `arn:aws:apigateway:<region>:lambda:path/2015-03-31/functions/<arn>/invocations`.
+pub fn integration_function(uri: &str) -> Option<FunctionRef> {
+    let arn = match uri.split_once(":lambda:path/2015-03-31/functions/") {
+        Some((_, rest)) => rest.strip_suffix("/invocations")?,
+        None => uri,
+    };
+    FunctionRef::parse(arn).ok()
+}
+
+impl ServedApi {
+    fn build(snapshot: HttpApiSnapshot) -> ServedApi {
+        let mut integrations = HashMap::new();
+        for i in snapshot.integrations {
+            let Some(function) = integration_function(&i.integration_uri) else {
+                tracing::warn!(api = %snapshot.api.api_id, integration = %i.integration_id, uri = %i.integration_uri, "integration names no function; its routes answer 500");
+                continue;
+            };
+            let format = if i.payload_format_version == "1.0" {
+                Format::V1
+            } else {
+                Format::V2
+            };
+            integrations.insert(
+                format!("integrations/{}", i.integration_id),
+                Arc::new(ServedIntegration {
+                    function: function.name,
+                    qualifier: function.qualifier,
+                    format,
+                    timeout: Duration::from_millis(u64::from(i.timeout_in_millis.max(50))),
+                }),
+            );
+        }
+        let mut routes = RouteTable::new();
+        for r in snapshot.routes {
+            let Ok(key) = RouteKey::parse(&r.route_key) else {
+                continue;
+            };
+            let target = r.target.as_ref().and_then(|t| integrations.get(t)).cloned();
+            routes.insert(key, target);
+        }
+        let stages = snapshot
+            .stages
+            .into_iter()
+            .map(|s| (s.stage_name.clone(), s))
+            .collect();
+        ServedApi {
+            api: snapshot.api,
+            routes,
+            stages,
+        }
+    }
 }
 
 impl Gateway {
     /// A gateway with nothing to serve yet; `port` is the server's, for the URLs it reports.
     pub fn new(engine: Engine, region: impl Into<String>, port: u16) -> Gateway {
         Gateway {
-            inner: std::sync::Arc::new(Inner {
+            inner: Arc::new(Inner {
                 engine,
                 region: region.into(),
                 port,
+                urls: RwLock::default(),
+                apis: RwLock::default(),
             }),
         }
     }
@@ -77,26 +173,24 @@ impl Gateway {
 
     /// Serves (or re-configures) a Function URL.
     pub fn set_function_url(&self, config: FunctionUrlConfig) {
-        let _ = config;
-        todo!()
+        write(&self.inner.urls).insert(config.url_id.clone(), Arc::new(config));
     }
 
     /// Stops serving a Function URL.
     pub fn remove_function_url(&self, url_id: &str) {
-        let _ = url_id;
-        todo!()
+        write(&self.inner.urls).remove(url_id);
     }
 
     /// Serves an HTTP API as `snapshot` says, replacing what was served for it.
     pub fn set_api(&self, snapshot: HttpApiSnapshot) {
-        let _ = snapshot;
-        todo!()
+        let id = snapshot.api.api_id.clone();
+        let served = Arc::new(ServedApi::build(snapshot));
+        write(&self.inner.apis).insert(id, served);
     }
 
     /// Stops serving an HTTP API.
     pub fn remove_api(&self, api_id: &str) {
-        let _ = api_id;
-        todo!()
+        write(&self.inner.apis).remove(api_id);
     }
 
     /// The trigger a request is addressed to, from its `Host` header and path; `None` for
@@ -158,9 +252,411 @@ impl Gateway {
         req: Request<Body>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let _ = (target, req, peer, &self.inner.engine);
-        todo!()
+        match target {
+            Target::FunctionUrl {
+                url_id,
+                path_prefix,
+            } => {
+                self.serve_url(&url_id, path_prefix.as_deref(), req, peer)
+                    .await
+            }
+            Target::HttpApi {
+                api_id,
+                path_prefix,
+            } => {
+                self.serve_api(&api_id, path_prefix.as_deref(), req, peer)
+                    .await
+            }
+        }
     }
+
+    async fn serve_url(
+        &self,
+        url_id: &str,
+        path_prefix: Option<&str>,
+        req: Request<Body>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let Some(cfg) = read(&self.inner.urls).get(url_id).cloned() else {
+            return simple(StatusCode::FORBIDDEN, r#"{"Message":"Forbidden"}"#);
+        };
+        let (parts, body) = req.into_parts();
+        let method = parts.method.as_str();
+        if let Some(cors) = &cfg.cors {
+            if cors::is_preflight(method, &parts.headers) {
+                return preflight(StatusCode::OK, cors, &parts.headers);
+            }
+        }
+        let Some(body) = read_body(body).await else {
+            return too_large(
+                r#"{"Message":"Request must be smaller than 6291456 bytes for the InvokeFunction operation"}"#,
+            );
+        };
+        let request_id = RequestId::new();
+        let raw_path = strip_prefix(parts.uri.path(), path_prefix);
+        let headers = forwarded(&parts.headers, peer, self.inner.port);
+        let domain_name = format!("{url_id}.lambda-url.{}.localhost", self.inner.region);
+        let info = RequestInfo {
+            method,
+            raw_path,
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &headers,
+            body: &body,
+            source_ip: peer.ip(),
+            protocol: protocol(parts.version),
+            request_id: request_id.as_str(),
+            time: time::OffsetDateTime::now_utc(),
+        };
+        let ctx = ContextInfo {
+            account_id: serval_model::ACCOUNT_ID,
+            api_id: url_id,
+            domain_name: &domain_name,
+            domain_prefix: url_id,
+            route_key: "$default",
+            stage: "$default",
+            resource_path: None,
+            path_parameters: None,
+            stage_variables: None,
+        };
+        let event = payload::event_v2(&info, &ctx);
+        drop(body);
+        if event.len() > SYNC_PAYLOAD_MAX_BYTES {
+            return too_large(
+                r#"{"Message":"Request must be smaller than 6291456 bytes for the InvokeFunction operation"}"#,
+            );
+        }
+        let invoke = InvokeRequest {
+            function: cfg.function.clone(),
+            qualifier: cfg
+                .qualifier
+                .as_deref()
+                .map(|a| Qualifier::Alias(a.to_owned())),
+            request_id: Some(request_id.clone()),
+            payload: Bytes::from(event),
+            client_context: None,
+            log_tail: false,
+        };
+        let mut resp = match self.inner.engine.invoke(invoke).await {
+            Ok(outcome) => match outcome.result {
+                InvokeResult::Success(bytes) => match payload::response_v2(&bytes) {
+                    Ok(r) => into_response(r),
+                    Err(e) => {
+                        tracing::info!(url_id, request_id = %request_id, error = %e, "function URL: malformed response");
+                        bad_gateway()
+                    }
+                },
+                InvokeResult::FunctionError(_) => bad_gateway(),
+            },
+            Err(InvokeError::TooManyRequests { .. }) => simple(
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"Message":"Rate Exceeded."}"#,
+            ),
+            Err(InvokeError::ShuttingDown) => simple(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"Message":"Service Unavailable"}"#,
+            ),
+            Err(e) => {
+                tracing::warn!(url_id, request_id = %request_id, error = %e, "function URL: invocation failed");
+                bad_gateway()
+            }
+        };
+        if let Some(cors) = &cfg.cors {
+            cors::apply(cors, &parts.headers, resp.headers_mut());
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("x-amzn-requestid"), v);
+        }
+        resp
+    }
+
+    async fn serve_api(
+        &self,
+        api_id: &str,
+        path_prefix: Option<&str>,
+        req: Request<Body>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let Some(api) = read(&self.inner.apis).get(api_id).cloned() else {
+            return not_found();
+        };
+        let (parts, body) = req.into_parts();
+        let method = parts.method.as_str();
+        let apigw_id = apigw_request_id();
+        let mut resp = self
+            .serve_api_inner(&api, path_prefix, &parts, body, peer, &apigw_id)
+            .await;
+        if let Some(cors) = &api.api.cors {
+            if !cors::is_preflight(method, &parts.headers) {
+                cors::apply(cors, &parts.headers, resp.headers_mut());
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&apigw_id) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("apigw-requestid"), v);
+        }
+        resp
+    }
+
+    async fn serve_api_inner(
+        &self,
+        api: &ServedApi,
+        path_prefix: Option<&str>,
+        parts: &http::request::Parts,
+        body: Body,
+        peer: SocketAddr,
+        apigw_id: &str,
+    ) -> Response<Body> {
+        let method = parts.method.as_str();
+        if let Some(cors) = &api.api.cors {
+            if cors::is_preflight(method, &parts.headers) {
+                return preflight(StatusCode::NO_CONTENT, cors, &parts.headers);
+            }
+        }
+        if api.api.disable_execute_api_endpoint {
+            return simple(StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#);
+        }
+        let raw_path = strip_prefix(parts.uri.path(), path_prefix);
+        // A named stage serves under `/<stage>/`; `$default` at the root.
+        let (stage, route_path) = match stage_of(api, raw_path) {
+            Some(found) => found,
+            None => return not_found(),
+        };
+        let Some(matched) = api.routes.select(method, route_path) else {
+            return not_found();
+        };
+        let Some(integration) = matched.value.clone() else {
+            return not_found();
+        };
+        let Some(body) = read_body(body).await else {
+            return too_large(r#"{"message":"Request Entity Too Large"}"#);
+        };
+        let headers = forwarded(&parts.headers, peer, self.inner.port);
+        let domain_name = format!("{}.execute-api.localhost", api.api.api_id);
+        let info = RequestInfo {
+            method,
+            raw_path,
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &headers,
+            body: &body,
+            source_ip: peer.ip(),
+            protocol: protocol(parts.version),
+            request_id: apigw_id,
+            time: time::OffsetDateTime::now_utc(),
+        };
+        let route_key = matched.route_key.as_str();
+        let resource_path = route_key.split_once(' ').map(|(_, p)| p);
+        let path_parameters =
+            (!matched.path_parameters.is_empty()).then_some(&matched.path_parameters);
+        let stage_variables = (!stage.stage_variables.is_empty()).then_some(&stage.stage_variables);
+        let ctx = ContextInfo {
+            account_id: serval_model::ACCOUNT_ID,
+            api_id: &api.api.api_id,
+            domain_name: &domain_name,
+            domain_prefix: &api.api.api_id,
+            route_key,
+            stage: &stage.stage_name,
+            resource_path,
+            path_parameters,
+            stage_variables,
+        };
+        let event = match integration.format {
+            Format::V1 => payload::event_v1(&info, &ctx),
+            Format::V2 => payload::event_v2(&info, &ctx),
+        };
+        drop(body);
+        if event.len() > SYNC_PAYLOAD_MAX_BYTES {
+            return too_large(r#"{"message":"Request Entity Too Large"}"#);
+        }
+        let invoke = InvokeRequest {
+            function: integration.function.clone(),
+            qualifier: integration.qualifier.clone(),
+            request_id: None,
+            payload: Bytes::from(event),
+            client_context: None,
+            log_tail: false,
+        };
+        // The integration's timeout ends the request, not the invocation: it runs on in its
+        // own task and its environment goes back to the pool as usual.
+        let engine = self.inner.engine.clone();
+        let running = tokio::spawn(async move { engine.invoke(invoke).await });
+        let outcome = match tokio::time::timeout(integration.timeout, running).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "HTTP API: invocation task failed");
+                return internal_error();
+            }
+            Err(_) => {
+                return simple(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"message":"Service Unavailable"}"#,
+                )
+            }
+        };
+        match outcome {
+            Ok(outcome) => match outcome.result {
+                InvokeResult::Success(bytes) => {
+                    let mapped = match integration.format {
+                        Format::V1 => payload::response_v1(&bytes),
+                        Format::V2 => payload::response_v2(&bytes),
+                    };
+                    match mapped {
+                        Ok(r) => into_response(r),
+                        Err(e) => {
+                            tracing::info!(api = %api.api.api_id, error = %e, "HTTP API: malformed Lambda response");
+                            internal_error()
+                        }
+                    }
+                }
+                InvokeResult::FunctionError(_) => internal_error(),
+            },
+            Err(InvokeError::TooManyRequests { .. }) => simple(
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"message":"Too Many Requests"}"#,
+            ),
+            Err(InvokeError::ShuttingDown) => simple(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"message":"Service Unavailable"}"#,
+            ),
+            Err(e) => {
+                tracing::warn!(api = %api.api.api_id, error = %e, "HTTP API: invocation failed");
+                internal_error()
+            }
+        }
+    }
+}
+
+/// The stage a request path is for and the path routes are matched against: a named stage
+/// when the first segment names one, else `$default` (if the API has it).
+fn stage_of<'a>(api: &'a ServedApi, raw_path: &'a str) -> Option<(&'a ApiStage, &'a str)> {
+    let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
+    let first = rest.split('/').next().unwrap_or("");
+    if !first.is_empty() && first != "$default" {
+        if let Some(stage) = api.stages.get(first) {
+            let route_path = &rest[first.len()..];
+            let route_path = if route_path.is_empty() {
+                "/"
+            } else {
+                route_path
+            };
+            return Some((stage, route_path));
+        }
+    }
+    api.stages.get("$default").map(|s| (s, raw_path))
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Writers replace whole entries: a panic cannot leave one half-written.
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The request path after a path-based prefix (`/` if nothing is left).
+fn strip_prefix<'a>(path: &'a str, prefix: Option<&str>) -> &'a str {
+    let rest = match prefix {
+        Some(p) => path.get(p.len()..).unwrap_or(""),
+        None => path,
+    };
+    if rest.is_empty() {
+        "/"
+    } else {
+        rest
+    }
+}
+
+/// The request's headers plus the `x-forwarded-*` ones AWS's front ends add.
+fn forwarded(headers: &HeaderMap, peer: SocketAddr, port: u16) -> HeaderMap {
+    let mut out = headers.clone();
+    let ip = peer.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        out.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    out.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    out.insert(
+        HeaderName::from_static("x-forwarded-port"),
+        HeaderValue::from(port),
+    );
+    out
+}
+
+fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The body, or `None` when it is larger than a synchronous invocation may be.
+async fn read_body(body: Body) -> Option<Bytes> {
+    let limited = http_body_util::Limited::new(body, SYNC_PAYLOAD_MAX_BYTES);
+    limited.collect().await.ok().map(|c| c.to_bytes())
+}
+
+/// An id like API Gateway's (`JhuBQjGNoAMEJmQ=`): 16 random letters and digits.
+fn apigw_request_id() -> String {
+    random_id(16)
+}
+
+fn into_response(r: HttpResponse) -> Response<Body> {
+    let mut resp = Response::new(Body::from(r.body));
+    *resp.status_mut() = r.status;
+    *resp.headers_mut() = r.headers;
+    resp
+}
+
+fn simple(status: StatusCode, json: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::from(json));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A Function URL's answer to a failed invocation or a response it cannot map.
+fn bad_gateway() -> Response<Body> {
+    let mut resp = Response::new(Body::from("Internal Server Error"));
+    *resp.status_mut() = StatusCode::BAD_GATEWAY;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// An HTTP API's answer to a failed invocation or a response it cannot map.
+fn internal_error() -> Response<Body> {
+    simple(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        r#"{"message":"Internal Server Error"}"#,
+    )
+}
+
+fn not_found() -> Response<Body> {
+    simple(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#)
+}
+
+fn too_large(json: &'static str) -> Response<Body> {
+    simple(StatusCode::PAYLOAD_TOO_LARGE, json)
+}
+
+fn preflight(status: StatusCode, cors: &Cors, request: &HeaderMap) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = status;
+    *resp.headers_mut() = cors::preflight_headers(cors, request);
+    resp
 }
 
 /// A random id of `len` lowercase letters and digits (URL ids, API, route and integration

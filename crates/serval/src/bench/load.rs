@@ -25,6 +25,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct InvokeTemplate {
     authority: String,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -67,15 +68,34 @@ impl InvokeTemplate {
         );
         Self {
             authority: endpoint.authority().to_owned(),
+            method: Method::POST,
             uri,
             headers,
             body: payload,
         }
     }
 
+    /// A plain HTTP request to `endpoint`'s address, addressed to `host` (a Function URL's
+    /// host name, say): no signature.
+    pub fn http(endpoint: &Endpoint, method: Method, path: &str, host: &str, body: Bytes) -> Self {
+        let uri: Uri = path.parse().expect("a valid path");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(host).expect("a host name is ASCII"),
+        );
+        Self {
+            authority: endpoint.authority().to_owned(),
+            method,
+            uri,
+            headers,
+            body,
+        }
+    }
+
     fn request(&self) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = Method::POST;
+        *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
         request
@@ -188,7 +208,7 @@ impl Samples {
         }
     }
 
-    fn merge(&mut self, other: Samples) {
+    pub fn merge(&mut self, other: Samples) {
         self.latencies_ns.extend(other.latencies_ns);
         self.errors += other.errors;
         if self.first_error.is_none() {
