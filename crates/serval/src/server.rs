@@ -83,6 +83,11 @@ pub struct ServerArgs {
     /// Most payload bytes held in the durable queue.
     #[arg(long, default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub async_queue_max_bytes: u64,
+    /// How many times faster than real time scheduled rules' clock runs: 60 makes
+    /// `rate(1 minute)` fire every second and a cron minute pass in one. Real time is 1;
+    /// tests speed it up.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub schedule_clock_speed: u32,
 }
 
 /// Accepts AWS-shaped region names (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
@@ -232,9 +237,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         engine.clone(),
         serval_events::ScheduleConfig {
             region: args.region.clone(),
-            clock_speed: 1,
+            clock_speed: args.schedule_clock_speed,
         },
     );
+    let rules = load_rules(&schedules, &store).await?;
     let app = serval_api::router(serval_api::ApiState::new(
         engine.clone(),
         store,
@@ -242,7 +248,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         gateway,
         schedules,
     ));
-    tracing::info!(%addr, data_dir = %data_dir.display(), functions = count, "serval started");
+    tracing::info!(%addr, data_dir = %data_dir.display(), functions = count, rules, "serval started");
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "serval listening on http://{addr}").context("write start-up line")?;
@@ -317,14 +323,37 @@ async fn load_functions(engine: &Engine, store: &Store) -> anyhow::Result<usize>
 
 /// Hands every stored Function URL and HTTP API to the gateway.
 async fn load_triggers(gateway: &serval_events::Gateway, store: &Store) -> anyhow::Result<()> {
-    let store = store.clone();
-    let urls = tokio::task::spawn_blocking(move || store.all_function_urls())
+    let s = store.clone();
+    let urls = tokio::task::spawn_blocking(move || s.all_function_urls())
         .await?
         .context("load function URLs")?;
     for url in urls {
         gateway.set_function_url(url);
     }
+    let store = store.clone();
+    let apis = tokio::task::spawn_blocking(move || store.http_api_snapshots())
+        .await?
+        .context("load HTTP APIs")?;
+    for api in apis {
+        gateway.set_api(api);
+    }
     Ok(())
+}
+
+/// Schedules every stored rule with its targets. Returns how many rules there are.
+async fn load_rules(
+    schedules: &serval_events::Schedules,
+    store: &Store,
+) -> anyhow::Result<usize> {
+    let store = store.clone();
+    let rules = tokio::task::spawn_blocking(move || store.all_rules())
+        .await?
+        .context("load scheduled rules")?;
+    let count = rules.len();
+    for (rule, targets) in rules {
+        schedules.put_rule(rule, targets);
+    }
+    Ok(count)
 }
 
 /// Picks the sandbox backend and says why, for the start-up line.
