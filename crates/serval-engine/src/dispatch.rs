@@ -28,6 +28,10 @@
 //! Delivery is at least once: an event whose outcome was not yet committed when the server
 //! stopped runs again at the next start. Waiting events are held in memory (bounded by the
 //! queue's limits).
+//!
+//! Scheduled rules enter through [`Engine::enqueue_scheduled`]: one fire's events are stored
+//! with the rule's schedule mark in one transaction (the queue refuses a due time the rule
+//! already fired for), then run like any other asynchronous event.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -155,6 +159,51 @@ impl Engine {
             .enqueue(req.function, qualifier, req.payload)
             .await
     }
+
+    /// Accepts one fire of scheduled rule `rule` (its key in the queue's schedule marks) due at
+    /// `due_ms` (ms since the epoch): stores an event per request and advances the rule's
+    /// mark in one transaction, then hands the events to the dispatcher. A request whose
+    /// function or qualifier does not exist is skipped with a warning; the mark advances even
+    /// when every request was skipped.
+    ///
+    /// Returns the request ids the events run under, in the order of the stored requests, or
+    /// `None` when the rule already fired for `due_ms` (nothing was stored). On an error
+    /// nothing was stored and the mark did not move: the same due time may be tried again.
+    pub async fn enqueue_scheduled(
+        &self,
+        requests: Vec<AsyncInvokeRequest>,
+        rule: &str,
+        due_ms: i64,
+    ) -> Result<Option<Vec<RequestId>>, EnqueueError> {
+        let Some(dispatcher) = self.inner.dispatcher.get() else {
+            return Err(EnqueueError::Unavailable);
+        };
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(EnqueueError::Unavailable);
+        }
+        let mut events = Vec::with_capacity(requests.len());
+        for req in requests {
+            if !self.has_target(&req.function, req.qualifier.as_ref()) {
+                let qualifier = req.qualifier.as_ref().map(Qualifier::to_string);
+                tracing::warn!(rule, function = %req.function, qualifier, "scheduled rule target not found: skipping it");
+                continue;
+            }
+            let qualifier = req
+                .qualifier
+                .as_ref()
+                .map_or_else(|| LATEST.to_owned(), Qualifier::to_string);
+            events.push((req.function, qualifier, req.payload));
+        }
+        dispatcher
+            .enqueue_scheduled(events, rule.to_owned(), due_ms)
+            .await
+    }
+
+    /// The due time (ms since the epoch) scheduled rule `rule` last fired for, as committed;
+    /// `None` if it never fired or the server runs without a queue.
+    pub fn schedule_mark(&self, rule: &str) -> Option<i64> {
+        self.inner.dispatcher.get()?.queue.schedule_mark(rule)
+    }
 }
 
 /// Commands from the engine to the dispatcher task.
@@ -220,6 +269,57 @@ impl DispatcherHandle {
         });
         match stored.await {
             Ok(Ok(())) => Ok(request_id),
+            Ok(Err(error @ QueueError::Full { .. })) => Err(EnqueueError::Full(error)),
+            Ok(Err(error)) => Err(EnqueueError::Store(error)),
+            Err(_) => Err(EnqueueError::Unavailable),
+        }
+    }
+}
+
+impl DispatcherHandle {
+    /// Stores one scheduled fire's events with the rule's mark and hands them to the
+    /// dispatcher; `None` when the rule already fired for `due_ms`. Runs in its own task, as
+    /// `enqueue` does.
+    async fn enqueue_scheduled(
+        &self,
+        events: Vec<(FunctionName, String, Bytes)>,
+        rule: String,
+        due_ms: i64,
+    ) -> Result<Option<Vec<RequestId>>, EnqueueError> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(EnqueueError::Unavailable);
+        }
+        let now_ms = wall_now_ms();
+        let mut ids = Vec::with_capacity(events.len());
+        let events: Vec<NewEvent> = events
+            .into_iter()
+            .map(|(function, qualifier, payload)| {
+                let request_id = RequestId::new();
+                let event = NewEvent {
+                    request_id: request_id.as_str().to_owned(),
+                    function,
+                    qualifier,
+                    payload,
+                    enqueued_ms: now_ms,
+                };
+                ids.push(request_id);
+                event
+            })
+            .collect();
+        let queue = self.queue.clone();
+        let commands = self.commands.clone();
+        let stored = tokio::spawn(async move {
+            let stored = queue.append_scheduled(events, rule, due_ms).await?;
+            let fired = stored.is_some();
+            for event in stored.into_iter().flatten() {
+                // A closed channel means the dispatcher stopped: the event waits on disk.
+                let _ = commands.send(Command::Admit(event));
+            }
+            Ok::<bool, QueueError>(fired)
+        });
+        match stored.await {
+            Ok(Ok(true)) => Ok(Some(ids)),
+            Ok(Ok(false)) => Ok(None),
             Ok(Err(error @ QueueError::Full { .. })) => Err(EnqueueError::Full(error)),
             Ok(Err(error)) => Err(EnqueueError::Store(error)),
             Err(_) => Err(EnqueueError::Unavailable),
@@ -2197,6 +2297,65 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, EnqueueError::Unavailable), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_fire_runs_its_events_once_per_due_time() {
+        let mut fx = start(10, Duration::ZERO, vec![], |req| ok(req, "{}"));
+        let events = vec![
+            (
+                name("f"),
+                LATEST.to_owned(),
+                Bytes::from_static(b"{\"n\":1}"),
+            ),
+            (
+                name("dest"),
+                "3".to_owned(),
+                Bytes::from_static(b"{\"n\":2}"),
+            ),
+        ];
+        let ids = fx
+            .handle
+            .enqueue_scheduled(events.clone(), "nightly".into(), 60_000)
+            .await
+            .unwrap()
+            .expect("the first fire is stored");
+        assert_eq!(ids.len(), 2);
+        let mut calls = [
+            next_call(&mut fx.calls).await,
+            next_call(&mut fx.calls).await,
+        ];
+        calls.sort_by_key(|c| c.function.clone());
+        assert_eq!(calls[0].function.as_str(), "dest");
+        assert_eq!(calls[0].qualifier, Some(Qualifier::Version(3)));
+        assert_eq!(calls[0].request_id.as_ref(), Some(&ids[1]));
+        assert_eq!(calls[1].payload, Bytes::from_static(b"{\"n\":1}"));
+        assert_eq!(fx.queue.schedule_mark("nightly"), Some(60_000));
+        // The same due time again: nothing stored, nothing run.
+        let again = fx
+            .handle
+            .enqueue_scheduled(events, "nightly".into(), 60_000)
+            .await
+            .unwrap();
+        assert!(again.is_none());
+        wait_until_empty(&fx.queue).await;
+        assert!(fx.calls.try_recv().is_err(), "a due time ran twice");
+        // A fire without events still advances the mark.
+        let none = fx
+            .handle
+            .enqueue_scheduled(vec![], "nightly".into(), 120_000)
+            .await
+            .unwrap();
+        assert_eq!(none.map(|ids| ids.len()), Some(0));
+        assert_eq!(fx.queue.schedule_mark("nightly"), Some(120_000));
+        fx.handle.shutdown().await;
+        let err = fx
+            .handle
+            .enqueue_scheduled(vec![], "nightly".into(), 180_000)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EnqueueError::Unavailable), "{err:?}");
+        assert_eq!(fx.queue.schedule_mark("nightly"), Some(120_000));
     }
 
     #[tokio::test]

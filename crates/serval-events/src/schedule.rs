@@ -1201,6 +1201,31 @@ mod tests {
     }
 
     #[test]
+    fn quarter_hours_on_weekdays_only() {
+        // 2026-11-27 is a Friday: after its last quarter hour comes Monday midnight.
+        assert_eq!(
+            fires(
+                "cron(0/15 * ? * MON-FRI *)",
+                datetime!(2026-11-27 23:40 UTC),
+                3
+            ),
+            [
+                datetime!(2026-11-27 23:45 UTC),
+                datetime!(2026-11-30 00:00 UTC),
+                datetime!(2026-11-30 00:15 UTC),
+            ]
+        );
+        // Noon every day, weekends included.
+        assert_eq!(
+            fires("cron(0 12 * * ? *)", datetime!(2026-11-28 12:00 UTC), 2),
+            [
+                datetime!(2026-11-29 12:00 UTC),
+                datetime!(2026-11-30 12:00 UTC)
+            ]
+        );
+    }
+
+    #[test]
     fn first_of_the_month() {
         assert_eq!(
             fires("cron(0 8 1 * ? *)", datetime!(2026-01-01 08:00 UTC), 3),

@@ -10,6 +10,7 @@ mod handler;
 mod http_api;
 mod ids;
 pub mod limits;
+mod rules;
 mod runtime;
 mod triggers;
 mod versions;
@@ -22,6 +23,11 @@ pub use config::{
 pub use handler::{Handler, HandlerError};
 pub use http_api::{ApiIntegration, ApiRoute, ApiStage, HttpApi, HttpApiSnapshot};
 pub use ids::{EnvironmentId, FunctionName, FunctionRef, Qualifier, RequestId};
+pub use rules::{
+    parse_event_bus_name, validate_events_role_arn, validate_rule_description, validate_rule_tags,
+    validate_schedule_expression_len, validate_target_arn, validate_target_input, Rule, RuleName,
+    RuleState, RuleTarget, TargetId, DEFAULT_EVENT_BUS, EVENTS_ARN_MAX_LEN, RULE_TARGETS_MAX,
+};
 pub use runtime::{Runtime, RuntimeFamily};
 pub use triggers::{validate_url_qualifier, Cors, FunctionUrlConfig, UrlAuthType, URL_ID_LEN};
 pub use versions::{

@@ -11,14 +11,21 @@
 //! commits once, so one fsync acknowledges the whole group. `finish` and `retry_later` are not
 //! waited on: they ride along with the next commit, and if a crash loses them the event runs
 //! again (delivery is at least once).
+//!
+//! Schedule marks (`schedule_marks`, schema 2): for each scheduled rule, the due time of its
+//! last fire. [`EventQueue::append_scheduled`] stores the events of one fire and advances the
+//! rule's mark in the same transaction, and refuses a due time at or before the mark, so a
+//! rule never fires twice for one due time, even across a crash. The marks are loaded at open
+//! and kept current after each commit ([`EventQueue::schedule_mark`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serval_model::FunctionName;
 use tokio::sync::oneshot;
 
@@ -109,7 +116,7 @@ impl std::fmt::Debug for EventQueue {
 }
 
 /// Schema version of `queue.db` (its own `user_version`, independent of `serval.db`).
-const QUEUE_SCHEMA_VERSION: i64 = 1;
+const QUEUE_SCHEMA_VERSION: i64 = 2;
 
 /// How long the writer waits on another connection's lock (only a second Serval on the same
 /// data directory could hold one).
@@ -118,7 +125,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest the write-ahead log is left on disk after a checkpoint.
 const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 << 20;
 
-const SCHEMA: &str = r#"
+/// Schema migrations of `queue.db`; entry `i` brings it from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    r#"
     -- AUTOINCREMENT: ids are never reused, so a late `finish` of an old id cannot remove a
     -- newer event.
     CREATE TABLE IF NOT EXISTS events (
@@ -131,12 +141,24 @@ const SCHEMA: &str = r#"
         attempts       INTEGER NOT NULL DEFAULT 0,
         not_before_ms  INTEGER NOT NULL DEFAULT 0
     );
-"#;
+    "#,
+    // 1 -> 2: the due time (ms since the epoch) of each scheduled rule's last fire, written
+    // in the transaction that stores the fire's events.
+    r#"
+    CREATE TABLE IF NOT EXISTS schedule_marks (
+        rule    TEXT PRIMARY KEY NOT NULL,
+        due_ms  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+];
 
 const INSERT_SQL: &str = "INSERT INTO events (request_id, function, qualifier, payload, \
      enqueued_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
 const DELETE_SQL: &str = "DELETE FROM events WHERE id = ?1 RETURNING length(payload)";
 const RETRY_SQL: &str = "UPDATE events SET attempts = ?2, not_before_ms = ?3 WHERE id = ?1";
+const MARK_SQL: &str = "SELECT due_ms FROM schedule_marks WHERE rule = ?1";
+const SET_MARK_SQL: &str = "INSERT INTO schedule_marks (rule, due_ms) VALUES (?1, ?2) \
+     ON CONFLICT (rule) DO UPDATE SET due_ms = excluded.due_ms";
 
 /// What the writer thread is asked to do.
 enum Command {
@@ -160,6 +182,12 @@ enum Command {
     Flush {
         reply: oneshot::Sender<Result<(), QueueError>>,
     },
+    AppendScheduled {
+        events: Vec<NewEvent>,
+        rule: String,
+        due_ms: i64,
+        reply: oneshot::Sender<Result<Option<Vec<QueuedEvent>>, QueueError>>,
+    },
 }
 
 /// Events and payload bytes accepted and not finished.
@@ -172,6 +200,9 @@ struct Held {
 /// State shared by the handles and the writer thread.
 struct Counters {
     held: Mutex<Held>,
+    /// Each scheduled rule's committed mark (due time of its last fire, ms); updated by the
+    /// writer after each commit that advances one.
+    marks: Mutex<HashMap<String, i64>>,
     /// Commits the writer made (a measure of how well commits are grouped).
     commits: AtomicU64,
     /// Held by a test to keep the writer from draining the channel until it is filled.
@@ -197,6 +228,13 @@ impl Counters {
         let mut held = self.held();
         held.events += events;
         held.bytes += bytes;
+    }
+
+    fn marks(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        // Each update is one insert: poisoning is moot.
+        self.marks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -227,12 +265,14 @@ impl EventQueue {
         let mut conn = connect(&path)?;
         migrate(&mut conn, &path)?;
         let events = load(&conn)?;
+        let marks = load_marks(&conn)?;
         let held = Held {
             events: events.len(),
             bytes: events.iter().map(|e| payload_bytes(&e.payload)).sum(),
         };
         let counters = Arc::new(Counters {
             held: Mutex::new(held),
+            marks: Mutex::new(marks),
             commits: AtomicU64::new(0),
             #[cfg(test)]
             gate: Mutex::new(()),
@@ -310,6 +350,46 @@ impl EventQueue {
         }
     }
 
+    /// Stores the events of one fire of scheduled rule `rule` due at `due_ms` and advances the
+    /// rule's mark to `due_ms`, in one transaction; returns once it is committed. Answers
+    /// `Ok(None)`, writing nothing, when the stored mark is already at or after `due_ms` (the
+    /// rule fired for that due time). `events` may be empty: the mark still advances.
+    /// Refused with `Full` like [`Self::append`] when the events do not fit the limits.
+    pub async fn append_scheduled(
+        &self,
+        events: Vec<NewEvent>,
+        rule: String,
+        due_ms: i64,
+    ) -> Result<Option<Vec<QueuedEvent>>, QueueError> {
+        let count = events.len();
+        let bytes: u64 = events.iter().map(|e| payload_bytes(&e.payload)).sum();
+        self.reserve_many(count, bytes)?;
+        let (reply, answer) = oneshot::channel();
+        let command = Command::AppendScheduled {
+            events,
+            rule,
+            due_ms,
+            reply,
+        };
+        if !self.send(command) {
+            self.front.counters.release(count, bytes);
+            return Err(QueueError::Closed);
+        }
+        // The writer releases the reservation itself when nothing is stored.
+        answer.await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// The committed mark of scheduled rule `rule`: the due time (ms since the epoch) of its
+    /// last fire, or `None` if it never fired.
+    pub fn schedule_mark(&self, rule: &str) -> Option<i64> {
+        self.front.counters.marks().get(rule).copied()
+    }
+
+    /// Every committed schedule mark, by rule.
+    pub fn schedule_marks(&self) -> HashMap<String, i64> {
+        self.front.counters.marks().clone()
+    }
+
     /// Waits until everything handed to the writer so far is committed.
     pub async fn flush(&self) -> Result<(), QueueError> {
         let (reply, answer) = oneshot::channel();
@@ -338,15 +418,24 @@ impl EventQueue {
 
     /// Counts a new event of `bytes` as held, unless that would break the limits.
     fn reserve(&self, bytes: u64) -> Result<(), QueueError> {
+        self.reserve_many(1, bytes)
+    }
+
+    /// Counts `events` new events of `bytes` in all as held, unless that would break the
+    /// limits (nothing to count is always allowed).
+    fn reserve_many(&self, events: usize, bytes: u64) -> Result<(), QueueError> {
+        if events == 0 && bytes == 0 {
+            return Ok(());
+        }
         let limits = &self.front.limits;
         let mut held = self.front.counters.held();
-        if held.events >= limits.max_events || held.bytes + bytes > limits.max_bytes {
+        if held.events + events > limits.max_events || held.bytes + bytes > limits.max_bytes {
             return Err(QueueError::Full {
                 events: held.events,
                 bytes: held.bytes,
             });
         }
-        held.events += 1;
+        held.events += events;
         held.bytes += bytes;
         Ok(())
     }
@@ -383,8 +472,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         });
     }
     if found < QUEUE_SCHEMA_VERSION {
-        tx.execute_batch(SCHEMA)
-            .map_err(StoreError::db("create queue schema"))?;
+        for (from, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+            tx.execute_batch(sql)
+                .map_err(StoreError::db("migrate queue schema"))?;
+            tracing::info!(from, to = from + 1, "queue.migrate");
+        }
         tx.pragma_update(None, "user_version", QUEUE_SCHEMA_VERSION)
             .map_err(StoreError::db("write queue user_version"))?;
     }
@@ -449,6 +541,22 @@ fn load(conn: &Connection) -> Result<Vec<QueuedEvent>, StoreError> {
     Ok(events)
 }
 
+/// Every schedule mark, by rule.
+fn load_marks(conn: &Connection) -> Result<HashMap<String, i64>, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT rule, due_ms FROM schedule_marks")
+        .map_err(StoreError::db("read schedule marks"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(StoreError::db("read schedule marks"))?;
+    let mut marks = HashMap::new();
+    for row in rows {
+        let (rule, due_ms) = row.map_err(StoreError::db("read schedule marks"))?;
+        marks.insert(rule, due_ms);
+    }
+    Ok(marks)
+}
+
 /// The writer thread's state: the only connection that writes `queue.db`.
 struct Writer {
     conn: Connection,
@@ -468,6 +576,8 @@ enum Effect {
         inserted: i64,
         deleted: Option<u64>,
     },
+    /// The ids of a fire's events, or `None` when the rule's mark was already at its due time.
+    Scheduled(Option<Vec<i64>>),
 }
 
 impl Writer {
@@ -562,6 +672,12 @@ impl Writer {
                     Effect::None
                 }
                 Command::Flush { .. } => Effect::None,
+                Command::AppendScheduled {
+                    events,
+                    rule,
+                    due_ms,
+                    ..
+                } => Effect::Scheduled(insert_scheduled(&tx, events, rule, *due_ms)?),
             };
             effects.push(effect);
         }
@@ -592,6 +708,37 @@ impl Writer {
             (Command::Flush { reply }, _) => {
                 let _ = reply.send(Ok(()));
             }
+            (
+                Command::AppendScheduled {
+                    events,
+                    rule,
+                    due_ms,
+                    reply,
+                },
+                effect,
+            ) => {
+                let ids = match effect {
+                    Effect::Scheduled(Some(ids)) => ids,
+                    _ => {
+                        // Already fired: nothing was stored.
+                        let bytes = events.iter().map(|e| payload_bytes(&e.payload)).sum();
+                        self.counters.release(events.len(), bytes);
+                        let _ = reply.send(Ok(None));
+                        return;
+                    }
+                };
+                {
+                    let mut marks = self.counters.marks();
+                    let mark = marks.entry(rule).or_insert(due_ms);
+                    *mark = (*mark).max(due_ms);
+                }
+                let stored = ids
+                    .into_iter()
+                    .zip(events)
+                    .map(|(id, event)| queued(id, event))
+                    .collect();
+                let _ = reply.send(Ok(Some(stored)));
+            }
             _ => {}
         }
     }
@@ -614,6 +761,11 @@ impl Writer {
                 let _ = reply.send(Err(err()));
             }
             Command::Flush { reply } => {
+                let _ = reply.send(Err(err()));
+            }
+            Command::AppendScheduled { events, reply, .. } => {
+                let bytes = events.iter().map(|e| payload_bytes(&e.payload)).sum();
+                self.counters.release(events.len(), bytes);
                 let _ = reply.send(Err(err()));
             }
             Command::Finish { id } | Command::RetryLater { id, .. } => {
@@ -658,6 +810,31 @@ fn insert(tx: &Transaction<'_>, event: &NewEvent) -> Result<i64, StoreError> {
     ])
     .map_err(StoreError::db("insert queued event"))?;
     Ok(tx.last_insert_rowid())
+}
+
+/// Stores one fire's events and advances `rule`'s mark to `due_ms`, unless the mark is already
+/// there (`None`, nothing written).
+fn insert_scheduled(
+    tx: &Transaction<'_>,
+    events: &[NewEvent],
+    rule: &str,
+    due_ms: i64,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    let mark: Option<i64> = tx
+        .prepare_cached(MARK_SQL)
+        .and_then(|mut s| s.query_row([rule], |r| r.get(0)).optional())
+        .map_err(StoreError::db("read schedule mark"))?;
+    if mark.is_some_and(|m| m >= due_ms) {
+        return Ok(None);
+    }
+    let mut ids = Vec::with_capacity(events.len());
+    for event in events {
+        ids.push(insert(tx, event)?);
+    }
+    tx.prepare_cached(SET_MARK_SQL)
+        .and_then(|mut s| s.execute(params![rule, due_ms]))
+        .map_err(StoreError::db("write schedule mark"))?;
+    Ok(Some(ids))
 }
 
 /// Removes event `id`; returns its payload size if it existed.
@@ -948,6 +1125,174 @@ mod tests {
             a.await.unwrap().unwrap();
         }
         assert_eq!(queue.commit_count() - before, 2);
+    }
+
+    #[tokio::test]
+    async fn scheduled_fire_stores_events_and_mark_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, _) = open(dir.path());
+        assert_eq!(queue.schedule_mark("nightly"), None);
+        let stored = queue
+            .append_scheduled(
+                vec![event(1, "one"), event(2, "two")],
+                "nightly".into(),
+                60_000,
+            )
+            .await
+            .unwrap()
+            .expect("a first fire is stored");
+        assert_eq!(stored.len(), 2);
+        assert!(stored[1].id > stored[0].id);
+        assert_eq!(stored[0].request_id, "req-1");
+        assert_eq!(queue.schedule_mark("nightly"), Some(60_000));
+        assert_eq!(queue.held(), (2, 6));
+        drop(queue);
+        let (queue, leftovers) = open(dir.path());
+        assert_eq!(leftovers.len(), 2);
+        assert_eq!(queue.schedule_mark("nightly"), Some(60_000));
+        assert_eq!(
+            queue.schedule_marks(),
+            HashMap::from([("nightly".to_owned(), 60_000)])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_due_time_at_or_before_the_mark_is_not_fired_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, _) = open(dir.path());
+        queue
+            .append_scheduled(vec![event(1, "a")], "r".into(), 120_000)
+            .await
+            .unwrap()
+            .unwrap();
+        for due in [120_000, 60_000] {
+            let again = queue
+                .append_scheduled(vec![event(2, "bb")], "r".into(), due)
+                .await
+                .unwrap();
+            assert!(again.is_none(), "due {due} fired twice");
+        }
+        // Nothing was stored or held for the refused fires; the mark did not move back.
+        assert_eq!(queue.held(), (1, 1));
+        assert_eq!(queue.schedule_mark("r"), Some(120_000));
+        // Another rule has its own mark; a later due time fires.
+        assert!(queue
+            .append_scheduled(vec![event(3, "c")], "other".into(), 60_000)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(queue
+            .append_scheduled(vec![], "r".into(), 180_000)
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(queue.schedule_mark("r"), Some(180_000));
+        drop(queue);
+        // Across a restart (a crash after the commit) the same due time is still refused.
+        let (queue, leftovers) = open(dir.path());
+        assert_eq!(leftovers.len(), 2);
+        assert!(queue
+            .append_scheduled(vec![event(4, "d")], "r".into(), 180_000)
+            .await
+            .unwrap()
+            .is_none());
+        drop(queue);
+        let (_, leftovers) = open(dir.path());
+        assert_eq!(leftovers.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_fire_that_does_not_fit_is_refused_without_a_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = QueueLimits {
+            max_events: 2,
+            ..QueueLimits::default()
+        };
+        let (queue, _) = EventQueue::open(dir.path(), limits).unwrap();
+        queue.append(event(0, "x")).await.unwrap();
+        let err = queue
+            .append_scheduled(vec![event(1, "a"), event(2, "b")], "r".into(), 60_000)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, QueueError::Full { events: 1, .. }), "{err:?}");
+        assert_eq!(queue.schedule_mark("r"), None);
+        assert_eq!(queue.held(), (1, 1));
+        // The same due time can be tried again once there is room.
+        assert!(queue
+            .append_scheduled(vec![event(1, "a")], "r".into(), 60_000)
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(queue.held(), (2, 2));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_fires_of_one_due_time_in_one_group_store_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, _) = open(dir.path());
+        queue.append(event(0, "warm-up")).await.unwrap();
+        let gate = queue.front.counters.gate.lock().unwrap();
+        let fires: Vec<_> = (1..=2)
+            .map(|n| {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    queue
+                        .append_scheduled(vec![event(n, "p")], "r".into(), 60_000)
+                        .await
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        while queue.held().0 < 3 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "fires not queued"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(gate);
+        let mut stored = 0;
+        for fire in fires {
+            if fire.await.unwrap().unwrap().is_some() {
+                stored += 1;
+            }
+        }
+        assert_eq!(stored, 1);
+        assert_eq!(queue.held().0, 2);
+    }
+
+    #[tokio::test]
+    async fn migrates_a_version_1_queue_keeping_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(QUEUE_DB_FILE_NAME);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO events (request_id, function, qualifier, payload, enqueued_ms) \
+                 VALUES ('old', 'f', '$LATEST', x'7b7d', 5)",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let (queue, leftovers) = open(dir.path());
+        assert_eq!(leftovers.len(), 1);
+        assert_eq!(leftovers[0].request_id, "old");
+        assert!(queue.schedule_marks().is_empty());
+        assert!(queue
+            .append_scheduled(vec![event(1, "a")], "r".into(), 60_000)
+            .await
+            .unwrap()
+            .is_some());
+        drop(queue);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, QUEUE_SCHEMA_VERSION);
+        let (_, leftovers) = open(dir.path());
+        assert_eq!(leftovers.len(), 2);
     }
 
     #[test]

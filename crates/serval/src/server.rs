@@ -341,10 +341,7 @@ async fn load_triggers(gateway: &serval_events::Gateway, store: &Store) -> anyho
 }
 
 /// Schedules every stored rule with its targets. Returns how many rules there are.
-async fn load_rules(
-    schedules: &serval_events::Schedules,
-    store: &Store,
-) -> anyhow::Result<usize> {
+async fn load_rules(schedules: &serval_events::Schedules, store: &Store) -> anyhow::Result<usize> {
     let store = store.clone();
     let rules = tokio::task::spawn_blocking(move || store.all_rules())
         .await?
