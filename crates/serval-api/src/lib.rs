@@ -119,7 +119,12 @@ pub const TARGET_HEADER: &str = "x-amz-target";
 /// see the caller's address (`sourceIp`).
 pub fn router(state: ApiState) -> Router {
     let gateway = state.gateway.clone();
-    aws_router(state).layer(middleware::from_fn_with_state(gateway, gateway_front))
+    // The AWS router is the fallback of an otherwise empty router, so the gateway layer runs
+    // before any route is matched (a layer on the AWS router itself would run inside each
+    // matched route and inherit its `Allow` header).
+    Router::new()
+        .fallback_service(aws_router(state))
+        .layer(middleware::from_fn_with_state(gateway, gateway_front))
 }
 
 /// Sends requests for Function URLs and HTTP APIs to the gateway, the rest on.

@@ -152,9 +152,15 @@ impl Backend for EngineBackend {
     }
 }
 
+/// Longest one wall-clock sleep lasts before the clock is read again.
+const WALL_SLICE: Duration = Duration::from_secs(30);
+
 /// The scheduler's time.
 #[derive(Clone)]
 pub(crate) enum Clock {
+    /// The wall clock (speed 1): follows the system's time, also across a suspend or a clock
+    /// step, which a monotonic clock would not.
+    Wall,
     /// `wall` at `start`, then `speed` times real time.
     Scaled {
         wall: OffsetDateTime,
@@ -171,6 +177,9 @@ impl Clock {
         if speed == 0 {
             tracing::warn!("schedule clock speed 0 taken as 1");
         }
+        if speed <= 1 {
+            return Clock::Wall;
+        }
         Clock::Scaled {
             wall: OffsetDateTime::now_utc(),
             start: Instant::now(),
@@ -180,6 +189,7 @@ impl Clock {
 
     fn now(&self) -> OffsetDateTime {
         match self {
+            Clock::Wall => OffsetDateTime::now_utc(),
             Clock::Scaled { wall, start, speed } => {
                 let elapsed = start.elapsed().saturating_mul(*speed);
                 *wall + elapsed
@@ -192,6 +202,17 @@ impl Clock {
     /// Returns once the clock reads `at` or later.
     async fn sleep_until(&self, at: OffsetDateTime) {
         match self {
+            Clock::Wall => loop {
+                // In slices, each re-reading the wall clock: a sleep measures monotonic time,
+                // which stands still while the machine is suspended.
+                let Ok(left) = Duration::try_from(at - OffsetDateTime::now_utc()) else {
+                    return;
+                };
+                if left.is_zero() {
+                    return;
+                }
+                tokio::time::sleep(left.min(WALL_SLICE)).await;
+            },
             Clock::Scaled { wall, start, speed } => {
                 let ahead = at - *wall;
                 let Ok(ahead) = Duration::try_from(ahead) else {
@@ -233,6 +254,7 @@ pub(crate) fn spawn<B: Backend>(
         region,
         retry_backoff,
         entries: HashMap::new(),
+        next_generation: 0,
         commands,
         reports_tx,
         reports,
@@ -302,6 +324,9 @@ struct Scheduler<B: Backend> {
     region: String,
     retry_backoff: Duration,
     entries: HashMap<RuleName, Entry>,
+    /// Generations are unique across entries: a late report of a deleted rule's fire cannot
+    /// match a new rule of the same name.
+    next_generation: u64,
     commands: mpsc::UnboundedReceiver<Command>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
@@ -367,10 +392,9 @@ impl<B: Backend> Scheduler<B> {
                 return;
             }
         };
-        let (generation, in_flight) = self
-            .entries
-            .get(&name)
-            .map_or((0, None), |e| (e.generation + 1, e.in_flight));
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let in_flight = self.entries.get(&name).and_then(|e| e.in_flight);
         let mut entry = Entry {
             rule,
             expr,

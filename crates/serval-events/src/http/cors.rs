@@ -31,8 +31,8 @@ pub fn is_preflight(method: &str, headers: &HeaderMap) -> bool {
 }
 
 /// The headers of the answer to a preflight (sent with status 200 and no body):
-/// `Access-Control-Allow-Origin` (the request's origin when allowed, `*` for a `*` policy
-/// without credentials), `-Allow-Methods`, `-Allow-Headers`, `-Max-Age`,
+/// `Access-Control-Allow-Origin` (the request's origin when an exact or scheme-wildcard
+/// entry allows it, the literal `*` for a `*` policy, even with credentials), `-Allow-Methods`, `-Allow-Headers`, `-Max-Age`,
 /// `-Allow-Credentials`, `Vary: Origin` where it matters. No CORS headers when the origin,
 /// method or a requested header is not allowed.
 ///
@@ -147,19 +147,25 @@ fn allowed_origin(cors: &Cors, request: &HeaderMap) -> Option<AllowedOrigin> {
     }
     let allow = cors.allow_origins.as_deref().unwrap_or_default();
     if contains_star(allow) {
-        return Some(if cors.allow_credentials == Some(true) {
-            AllowedOrigin::Echo(origin.clone())
-        } else {
-            AllowedOrigin::Any
-        });
+        // The literal `*`, also with credentials: echoing the origin would let any site make
+        // credentialed requests; with `*` browsers refuse those, as the policy's author
+        // would expect.
+        return Some(AllowedOrigin::Any);
     }
     allow
         .iter()
         .any(|allowed| {
-            allowed
-                .trim()
-                .trim_end_matches('/')
-                .eq_ignore_ascii_case(origin_text)
+            let allowed = allowed.trim().trim_end_matches('/');
+            match allowed.strip_suffix("://*") {
+                // API Gateway's scheme wildcards: `https://*` is any https origin.
+                Some(scheme) => {
+                    origin_text
+                        .get(..scheme.len() + 3)
+                        .is_some_and(|p| p.eq_ignore_ascii_case(&format!("{scheme}://")))
+                        && origin_text.len() > scheme.len() + 3
+                }
+                None => allowed.eq_ignore_ascii_case(origin_text),
+            }
         })
         .then(|| AllowedOrigin::Echo(origin.clone()))
 }
@@ -373,20 +379,42 @@ mod tests {
     }
 
     #[test]
-    fn wildcard_origin_with_credentials_echoes_the_origin() {
+    fn wildcard_origin_with_credentials_is_never_echoed() {
+        // Echoing would let any site make credentialed requests; `*` makes browsers refuse.
         let policy = Cors {
             allow_credentials: Some(true),
             ..open_policy()
         };
-        let request = preflight("https://a.example", "GET", None);
+        let request = preflight("https://evil.example", "GET", None);
         let out = preflight_headers(&policy, &request);
-        assert_eq!(
-            get(&out, "access-control-allow-origin"),
-            Some("https://a.example")
+        assert_eq!(get(&out, "access-control-allow-origin"), Some("*"));
+        let mut response = HeaderMap::new();
+        apply(
+            &policy,
+            &headers(&[("origin", "https://evil.example")]),
+            &mut response,
         );
-        assert_eq!(get(&out, "access-control-allow-credentials"), Some("true"));
-        assert_eq!(get(&out, "vary"), Some("Origin"));
-        assert!(out.get("access-control-allow-headers").is_none());
+        assert_eq!(get(&response, "access-control-allow-origin"), Some("*"));
+    }
+
+    #[test]
+    fn scheme_wildcards_match_any_origin_of_that_scheme() {
+        let policy = Cors {
+            allow_origins: Some(vec!["https://*".into()]),
+            ..Cors::default()
+        };
+        let ok = preflight("https://app.example", "GET", None);
+        assert_eq!(
+            get(
+                &preflight_headers(&policy, &ok),
+                "access-control-allow-origin"
+            ),
+            Some("https://app.example")
+        );
+        for denied in ["http://app.example", "https://", "httpsx://a"] {
+            let out = preflight_headers(&policy, &preflight(denied, "GET", None));
+            assert!(out.get("access-control-allow-origin").is_none(), "{denied}");
+        }
     }
 
     #[test]

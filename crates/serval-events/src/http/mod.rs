@@ -62,9 +62,17 @@ struct Inner {
     region: String,
     port: u16,
     /// By URL id.
-    urls: RwLock<HashMap<String, Arc<FunctionUrlConfig>>>,
+    urls: RwLock<HashMap<String, Arc<ServedUrl>>>,
     /// By API id.
     apis: RwLock<HashMap<String, Arc<ServedApi>>>,
+}
+
+/// A Function URL as served, with what each request needs computed once.
+struct ServedUrl {
+    config: FunctionUrlConfig,
+    qualifier: Option<Qualifier>,
+    /// `<url-id>.lambda-url.<region>.localhost`.
+    domain_name: String,
 }
 
 /// An HTTP API as served: its routes resolved to the functions they invoke.
@@ -173,7 +181,18 @@ impl Gateway {
 
     /// Serves (or re-configures) a Function URL.
     pub fn set_function_url(&self, config: FunctionUrlConfig) {
-        write(&self.inner.urls).insert(config.url_id.clone(), Arc::new(config));
+        let served = ServedUrl {
+            qualifier: config
+                .qualifier
+                .as_deref()
+                .map(|a| Qualifier::Alias(a.to_owned())),
+            domain_name: format!(
+                "{}.lambda-url.{}.localhost",
+                config.url_id, self.inner.region
+            ),
+            config,
+        };
+        write(&self.inner.urls).insert(served.config.url_id.clone(), Arc::new(served));
     }
 
     /// Stops serving a Function URL.
@@ -196,51 +215,26 @@ impl Gateway {
     /// The trigger a request is addressed to, from its `Host` header and path; `None` for
     /// the AWS APIs.
     pub fn target(host: Option<&str>, path: &str) -> Option<Target> {
-        if let Some(rest) = path.strip_prefix(PATH_PREFIX) {
-            let (kind, rest) = rest.split_once('/')?;
-            let id = rest.split('/').next().unwrap_or(rest);
-            if id.is_empty() {
-                return None;
-            }
-            let path_prefix = Some(format!("{PATH_PREFIX}{kind}/{id}"));
-            return match kind {
-                "lambda-url" => Some(Target::FunctionUrl {
-                    url_id: id.to_ascii_lowercase(),
-                    path_prefix,
-                }),
-                "execute-api" => Some(Target::HttpApi {
-                    api_id: id.to_ascii_lowercase(),
-                    path_prefix,
-                }),
-                _ => None,
-            };
+        // A trigger's own host name wins: its paths are the function's, `/_aws/...` included.
+        if let Some(target) = host.and_then(host_target) {
+            return Some(target);
         }
-        let host = host?;
-        // Drop the port; names are case-insensitive.
-        let name = host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                name
-            } else {
-                host
-            }
-        });
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let labels: Vec<&str> = name.split('.').collect();
-        match labels.as_slice() {
-            [id, "lambda-url", _region, "localhost"] if !id.is_empty() => {
-                Some(Target::FunctionUrl {
-                    url_id: (*id).to_owned(),
-                    path_prefix: None,
-                })
-            }
-            [id, "execute-api", "localhost"] | [id, "execute-api", _, "localhost"]
-                if !id.is_empty() =>
-            {
-                Some(Target::HttpApi {
-                    api_id: (*id).to_owned(),
-                    path_prefix: None,
-                })
-            }
+        let rest = path.strip_prefix(PATH_PREFIX)?;
+        let (kind, rest) = rest.split_once('/')?;
+        let id = rest.split('/').next().unwrap_or(rest);
+        if id.is_empty() {
+            return None;
+        }
+        let path_prefix = Some(format!("{PATH_PREFIX}{kind}/{id}"));
+        match kind {
+            "lambda-url" => Some(Target::FunctionUrl {
+                url_id: id.to_ascii_lowercase(),
+                path_prefix,
+            }),
+            "execute-api" => Some(Target::HttpApi {
+                api_id: id.to_ascii_lowercase(),
+                path_prefix,
+            }),
             _ => None,
         }
     }
@@ -277,9 +271,10 @@ impl Gateway {
         req: Request<Body>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let Some(cfg) = read(&self.inner.urls).get(url_id).cloned() else {
+        let Some(served) = read(&self.inner.urls).get(url_id).cloned() else {
             return simple(StatusCode::FORBIDDEN, r#"{"Message":"Forbidden"}"#);
         };
+        let cfg = &served.config;
         let (parts, body) = req.into_parts();
         let method = parts.method.as_str();
         if let Some(cors) = &cfg.cors {
@@ -295,7 +290,6 @@ impl Gateway {
         let request_id = RequestId::new();
         let raw_path = strip_prefix(parts.uri.path(), path_prefix);
         let headers = forwarded(&parts.headers, peer, self.inner.port);
-        let domain_name = format!("{url_id}.lambda-url.{}.localhost", self.inner.region);
         let info = RequestInfo {
             method,
             raw_path,
@@ -310,7 +304,7 @@ impl Gateway {
         let ctx = ContextInfo {
             account_id: serval_model::ACCOUNT_ID,
             api_id: url_id,
-            domain_name: &domain_name,
+            domain_name: &served.domain_name,
             domain_prefix: url_id,
             route_key: "$default",
             stage: "$default",
@@ -327,10 +321,7 @@ impl Gateway {
         }
         let invoke = InvokeRequest {
             function: cfg.function.clone(),
-            qualifier: cfg
-                .qualifier
-                .as_deref()
-                .map(|a| Qualifier::Alias(a.to_owned())),
+            qualifier: served.qualifier.clone(),
             request_id: Some(request_id.clone()),
             payload: Bytes::from(event),
             client_context: None,
@@ -408,13 +399,13 @@ impl Gateway {
         apigw_id: &str,
     ) -> Response<Body> {
         let method = parts.method.as_str();
+        if api.api.disable_execute_api_endpoint {
+            return simple(StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#);
+        }
         if let Some(cors) = &api.api.cors {
             if cors::is_preflight(method, &parts.headers) {
                 return preflight(StatusCode::NO_CONTENT, cors, &parts.headers);
             }
-        }
-        if api.api.disable_execute_api_endpoint {
-            return simple(StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#);
         }
         let raw_path = strip_prefix(parts.uri.path(), path_prefix);
         // A named stage serves under `/<stage>/`; `$default` at the root.
@@ -543,6 +534,45 @@ fn stage_of<'a>(api: &'a ServedApi, raw_path: &'a str) -> Option<(&'a ApiStage, 
         }
     }
     api.stages.get("$default").map(|s| (s, raw_path))
+}
+
+/// The trigger a `Host` names (`<id>.lambda-url.<region>.localhost`,
+/// `<id>.execute-api[.<region>].localhost`, any case, with or without a port); `None` for any
+/// other host, without allocating (every AWS API request passes here).
+fn host_target(host: &str) -> Option<Target> {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    const SUFFIX: &str = ".localhost";
+    let cut = name.len().checked_sub(SUFFIX.len())?;
+    if !name.is_char_boundary(cut) || !name[cut..].eq_ignore_ascii_case(SUFFIX) {
+        return None;
+    }
+    let mut labels = name[..cut].split('.');
+    let id = labels.next().filter(|id| !id.is_empty())?;
+    let kind = labels.next()?;
+    let rest: [Option<&str>; 2] = [labels.next(), labels.next()];
+    if kind.eq_ignore_ascii_case("lambda-url") {
+        // Exactly one more label: the region.
+        if let [Some(region), None] = rest {
+            if !region.is_empty() {
+                return Some(Target::FunctionUrl {
+                    url_id: id.to_ascii_lowercase(),
+                    path_prefix: None,
+                });
+            }
+        }
+    } else if kind.eq_ignore_ascii_case("execute-api") {
+        if let [None, None] | [Some(_), None] = rest {
+            return Some(Target::HttpApi {
+                api_id: id.to_ascii_lowercase(),
+                path_prefix: None,
+            });
+        }
+    }
+    None
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -731,5 +761,15 @@ mod tests {
         assert_eq!(t(None, "/_aws/execute-api/"), None);
         assert_eq!(t(None, "/_aws/other/abc"), None);
         assert_eq!(t(None, "/_aws"), None);
+        // A trigger's host wins: `/_aws/...` is then a path of the function.
+        assert_eq!(
+            t(
+                Some("abc.lambda-url.us-east-1.localhost"),
+                "/_aws/execute-api/x/y"
+            ),
+            url("abc", None)
+        );
+        assert_eq!(t(Some("x.lambda-url.a.b.localhost"), "/"), None);
+        assert_eq!(t(Some("é.localhost"), "/"), None);
     }
 }

@@ -265,10 +265,10 @@ pub fn event_v1(req: &RequestInfo<'_>, ctx: &ContextInfo<'_>) -> Vec<u8> {
 /// behaviour AWS's own Lambda Test Tool replicates, `aws/aws-lambda-dotnet`,
 /// `ApiGatewayResponseExtensions.cs`). A function that sets `content-type` to `null` gets
 /// none.
-pub fn response_v2(payload: &[u8]) -> Result<HttpResponse, MalformedResponse> {
+pub fn response_v2(payload: &Bytes) -> Result<HttpResponse, MalformedResponse> {
     let value: serde_json::Value = serde_json::from_slice(payload).map_err(not_json)?;
     match value {
-        serde_json::Value::Object(ref object) if object.contains_key("statusCode") => {
+        serde_json::Value::Object(object) if object.contains_key("statusCode") => {
             structured_response(object, true)
         }
         _ => {
@@ -281,7 +281,8 @@ pub fn response_v2(payload: &[u8]) -> Result<HttpResponse, MalformedResponse> {
             Ok(HttpResponse {
                 status: StatusCode::OK,
                 headers,
-                body: Bytes::copy_from_slice(payload),
+                // The runtime's own buffer: no copy.
+                body: payload.clone(),
             })
         }
     }
@@ -291,10 +292,10 @@ pub fn response_v2(payload: &[u8]) -> Result<HttpResponse, MalformedResponse> {
 /// `multiValueHeaders`, `body`, `isBase64Encoded`.
 ///
 /// Without `content-type` the response gets `text/plain; charset=utf-8`, as for 2.0.
-pub fn response_v1(payload: &[u8]) -> Result<HttpResponse, MalformedResponse> {
+pub fn response_v1(payload: &Bytes) -> Result<HttpResponse, MalformedResponse> {
     let value: serde_json::Value = serde_json::from_slice(payload).map_err(not_json)?;
     match value {
-        serde_json::Value::Object(ref object) if object.contains_key("statusCode") => {
+        serde_json::Value::Object(object) if object.contains_key("statusCode") => {
             structured_response(object, false)
         }
         serde_json::Value::Object(_) => Err(MalformedResponse(
@@ -335,7 +336,7 @@ const FRAMING_HEADERS: &[&str] = &[
 
 /// The response of an object with `statusCode`; `cookies` only in format 2.0.
 fn structured_response(
-    object: &serde_json::Map<String, serde_json::Value>,
+    mut object: serde_json::Map<String, serde_json::Value>,
     with_cookies: bool,
 ) -> Result<HttpResponse, MalformedResponse> {
     use serde_json::Value;
@@ -343,7 +344,8 @@ fn structured_response(
     let status = match object.get("statusCode") {
         Some(Value::Number(n)) => n
             .as_u64()
-            .filter(|code| (100..=599).contains(code))
+            // 1xx are not final answers (hyper would turn 101 into a protocol switch).
+            .filter(|code| (200..=599).contains(code))
             .and_then(|code| u16::try_from(code).ok())
             .and_then(|code| StatusCode::from_u16(code).ok())
             .ok_or_else(|| MalformedResponse(format!("statusCode {n} is not an HTTP status")))?,
@@ -457,17 +459,17 @@ fn structured_response(
             )))
         }
     };
-    let body = match object.get("body") {
+    let body = match object.remove("body") {
         None | Some(Value::Null) => Bytes::new(),
         Some(Value::String(body)) if is_base64_encoded => BASE64
             .decode(body.trim())
             .map(Bytes::from)
             .map_err(|_| MalformedResponse("body is not valid base64".into()))?,
-        Some(Value::String(body)) => Bytes::copy_from_slice(body.as_bytes()),
+        Some(Value::String(body)) => Bytes::from(body),
         Some(other) => {
             return Err(MalformedResponse(format!(
                 "body is a JSON {}, not a string",
-                json_kind(other)
+                json_kind(&other)
             )))
         }
     };
@@ -1102,7 +1104,7 @@ mod tests {
             b"[1, 2]",
             b"  {\"statusCodeX\": 1}\n",
         ] {
-            let response = response_v2(output).unwrap();
+            let response = response_v2(&Bytes::copy_from_slice(output)).unwrap();
             assert_eq!(response.status, StatusCode::OK);
             assert_eq!(
                 header_values(&response, "content-type"),
@@ -1129,7 +1131,7 @@ mod tests {
             "body": "{\"message\":\"hi\"}",
             "isBase64Encoded": false,
         });
-        let response = response_v2(output.to_string().as_bytes()).unwrap();
+        let response = response_v2(&Bytes::copy_from_slice(output.to_string().as_bytes())).unwrap();
         assert_eq!(response.status, StatusCode::CREATED);
         assert_eq!(
             header_values(&response, "content-type"),
@@ -1158,8 +1160,8 @@ mod tests {
             "multiValueHeaders": {"x-a": ["m1", "m2"]},
         });
         for response in [
-            response_v2(output.to_string().as_bytes()).unwrap(),
-            response_v1(output.to_string().as_bytes()).unwrap(),
+            response_v2(&Bytes::copy_from_slice(output.to_string().as_bytes())).unwrap(),
+            response_v1(&Bytes::copy_from_slice(output.to_string().as_bytes())).unwrap(),
         ] {
             assert_eq!(header_values(&response, "x-a"), ["m1", "m2"]);
             assert_eq!(header_values(&response, "x-b"), ["only"]);
@@ -1175,35 +1177,42 @@ mod tests {
             "body": STANDARD.encode(bytes),
             "isBase64Encoded": true,
         });
-        let response = response_v2(output.to_string().as_bytes()).unwrap();
+        let response = response_v2(&Bytes::copy_from_slice(output.to_string().as_bytes())).unwrap();
         assert_eq!(&response.body[..], &bytes);
-        let response = response_v1(output.to_string().as_bytes()).unwrap();
+        let response = response_v1(&Bytes::copy_from_slice(output.to_string().as_bytes())).unwrap();
         assert_eq!(&response.body[..], &bytes);
         // Unpadded base64 is accepted too.
         let output = json!({"statusCode": 200, "body": "aGk", "isBase64Encoded": true});
         assert_eq!(
-            &response_v2(output.to_string().as_bytes()).unwrap().body[..],
+            &response_v2(&Bytes::copy_from_slice(output.to_string().as_bytes()))
+                .unwrap()
+                .body[..],
             b"hi"
         );
     }
 
     #[test]
     fn structured_output_without_content_type_gets_text_plain() {
-        let response = response_v2(br#"{"statusCode": 204}"#).unwrap();
+        let response = response_v2(&Bytes::copy_from_slice(br#"{"statusCode": 204}"#)).unwrap();
         assert_eq!(response.status, StatusCode::NO_CONTENT);
         assert_eq!(
             header_values(&response, "content-type"),
             ["text/plain; charset=utf-8"]
         );
         assert!(response.body.is_empty());
-        let response = response_v1(br#"{"statusCode": 200, "body": "x"}"#).unwrap();
+        let response = response_v1(&Bytes::copy_from_slice(
+            br#"{"statusCode": 200, "body": "x"}"#,
+        ))
+        .unwrap();
         assert_eq!(
             header_values(&response, "content-type"),
             ["text/plain; charset=utf-8"]
         );
         // An explicit null asks for no content type at all.
-        let response =
-            response_v2(br#"{"statusCode": 200, "headers": {"Content-Type": null}}"#).unwrap();
+        let response = response_v2(&Bytes::copy_from_slice(
+            br#"{"statusCode": 200, "headers": {"Content-Type": null}}"#,
+        ))
+        .unwrap();
         assert!(response.headers.get("content-type").is_none());
     }
 
@@ -1221,7 +1230,7 @@ mod tests {
             },
             "body": "hello",
         });
-        let response = response_v2(output.to_string().as_bytes()).unwrap();
+        let response = response_v2(&Bytes::copy_from_slice(output.to_string().as_bytes())).unwrap();
         for dropped in [
             "content-length",
             "transfer-encoding",
@@ -1236,7 +1245,10 @@ mod tests {
 
     #[test]
     fn v1_ignores_cookies_member() {
-        let response = response_v1(br#"{"statusCode": 200, "cookies": ["a=b"]}"#).unwrap();
+        let response = response_v1(&Bytes::copy_from_slice(
+            br#"{"statusCode": 200, "cookies": ["a=b"]}"#,
+        ))
+        .unwrap();
         assert!(response.headers.get("set-cookie").is_none());
     }
 
@@ -1250,6 +1262,7 @@ mod tests {
             br#"{"statusCode": null}"#,
             br#"{"statusCode": 99}"#,
             br#"{"statusCode": 600}"#,
+            br#"{"statusCode": 101}"#,
             br#"{"statusCode": -1}"#,
             br#"{"statusCode": 200.5}"#,
             br#"{"statusCode": 200, "body": {"a": 1}}"#,
@@ -1262,7 +1275,7 @@ mod tests {
             br#"{"statusCode": 200, "cookies": [1]}"#,
         ] {
             assert!(
-                response_v2(output).is_err(),
+                response_v2(&Bytes::copy_from_slice(output)).is_err(),
                 "v2: {}",
                 String::from_utf8_lossy(output)
             );
@@ -1277,7 +1290,7 @@ mod tests {
             br#"{"statusCode": 1000}"#,
         ] {
             assert!(
-                response_v1(output).is_err(),
+                response_v1(&Bytes::copy_from_slice(output)).is_err(),
                 "v1: {}",
                 String::from_utf8_lossy(output)
             );
