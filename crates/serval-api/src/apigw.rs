@@ -22,7 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
-use std::sync::PoisonError;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
@@ -43,7 +42,7 @@ use serval_store::StoreError;
 
 use crate::body::{read_limited, BodyError};
 use crate::error::{chain, ERROR_TYPE_HEADER};
-use crate::functions::CONTROL_REQUEST_MAX_BYTES;
+use crate::functions::{run_blocking, run_mutation, CONTROL_REQUEST_MAX_BYTES};
 use crate::ApiState;
 
 /// Length of an API id.
@@ -221,6 +220,13 @@ impl IntoResponse for ApigwError {
             HeaderValue::from_static(self.code.name()),
         );
         resp
+    }
+}
+
+/// A worker task that died (a panic in `spawn_blocking`).
+impl From<tokio::task::JoinError> for ApigwError {
+    fn from(err: tokio::task::JoinError) -> Self {
+        ApigwError::internal("a worker task failed", err)
     }
 }
 
@@ -653,36 +659,6 @@ fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApigwError> {
         .map_err(|err| ApigwError::bad_request(format!("Invalid request body: {err}")))
 }
 
-/// Runs blocking store reads off the reactor.
-async fn blocking<T, F>(state: &ApiState, f: F) -> Result<T, ApigwError>
-where
-    F: FnOnce(&ApiState) -> Result<T, ApigwError> + Send + 'static,
-    T: Send + 'static,
-{
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || f(&st))
-        .await
-        .map_err(|err| ApigwError::internal("a worker task failed", err))?
-}
-
-/// Runs one mutation on a blocking thread under [`ApiState::mutations`]: `f` reads, checks,
-/// writes the store and tells the gateway as one step no other mutation interleaves with. A
-/// poisoned lock is taken over, as in the rest of the crate (the store writes in
-/// transactions; the next change of the API hands the gateway its snapshot again).
-async fn mutate<T, F>(state: &ApiState, f: F) -> Result<T, ApigwError>
-where
-    F: FnOnce(&ApiState) -> Result<T, ApigwError> + Send + 'static,
-    T: Send + 'static,
-{
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let _serialized = st.mutations.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&st)
-    })
-    .await
-    .map_err(|err| ApigwError::internal("a worker task failed", err))?
-}
-
 /// The API and its parts, or `NotFoundException`.
 fn load(st: &ApiState, api_id: &str) -> Result<HttpApiSnapshot, ApigwError> {
     st.store
@@ -690,13 +666,21 @@ fn load(st: &ApiState, api_id: &str) -> Result<HttpApiSnapshot, ApigwError> {
         .ok_or_else(|| ApigwError::api_not_found(api_id))
 }
 
-/// Hands the gateway the API as the store now holds it (the caller holds the mutation lock).
-fn publish(st: &ApiState, api_id: &str) -> Result<(), ApigwError> {
-    match st.store.http_api_snapshot(api_id)? {
-        Some(snapshot) => st.gateway.set_api(snapshot),
-        None => st.gateway.remove_api(api_id),
+/// Hands the gateway the API as the store now holds it, read back (the caller holds the
+/// mutation lock and has written the store). The change is stored, so a failed read-back does
+/// not fail the call: it is logged, and the gateway keeps serving the API's previous state
+/// until the API changes again or Serval restarts (start-up loads every API).
+fn publish(st: &ApiState, api_id: &str) {
+    match st.store.http_api_snapshot(api_id) {
+        Ok(Some(snapshot)) => st.gateway.set_api(snapshot),
+        Ok(None) => st.gateway.remove_api(api_id),
+        Err(error) => tracing::error!(
+            api = %api_id,
+            error = %chain(&error),
+            "failed to read back http api {api_id} for the gateway; it keeps the api's previous \
+             state"
+        ),
     }
-    Ok(())
 }
 
 /// A random id of `len` characters that `taken` does not hold.
@@ -1320,7 +1304,7 @@ async fn create_api(
     let api_key_selection_expression = req
         .api_key_selection_expression
         .unwrap_or_else(|| API_KEY_SELECTION_EXPRESSION.to_owned());
-    let api = mutate(&state, move |st| {
+    let api = run_mutation(&state, move |st| -> Result<_, ApigwError> {
         if st.store.list_http_apis()?.len() >= APIS_MAX {
             return Err(ApigwError::bad_request(format!(
                 "Maximum number of APIs ({APIS_MAX}) has been reached; delete one first"
@@ -1381,7 +1365,7 @@ async fn create_api(
                 st.store.put_http_api_snapshot(&snapshot)?;
             }
         }
-        publish(st, &api_id)?;
+        publish(st, &api_id);
         Ok(api)
     })
     .await?;
@@ -1397,7 +1381,8 @@ async fn get_api(
     State(state): State<ApiState>,
     ApiId(api_id): ApiId,
 ) -> Result<Response, ApigwError> {
-    let api = blocking(&state, move |st| {
+    let st = state.clone();
+    let api = run_blocking(move || {
         st.store
             .get_http_api(&api_id)?
             .ok_or_else(|| ApigwError::api_not_found(&api_id))
@@ -1409,7 +1394,8 @@ async fn get_api(
 /// `GET /v2/apis`: by API id, in pages.
 async fn get_apis(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApigwError> {
     let query = page_query(&uri)?;
-    let apis = blocking(&state, |st| Ok(st.store.list_http_apis()?)).await?;
+    let st = state.clone();
+    let apis = run_blocking(move || st.store.list_http_apis().map_err(ApigwError::from)).await?;
     let (items, next_token) = page(apis, |a| &a.api_id, &query);
     let items = items.iter().map(|a| ApiOut::new(a, &state)).collect();
     Ok(json_response(
@@ -1448,7 +1434,7 @@ async fn update_api(
         check_route_key(key)?;
     }
     let _ = (req.credentials_arn, req.disable_schema_validation);
-    let api = mutate(&state, move |st| {
+    let api = run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let mut snapshot = load(st, &api_id)?;
         let api = &mut snapshot.api;
         if let Some(name) = req.name {
@@ -1475,7 +1461,7 @@ async fn update_api(
             apply_quick_create_update(&mut snapshot, req.target, req.route_key)?;
             st.store.put_http_api_snapshot(&snapshot)?;
         }
-        publish(st, &api_id)?;
+        publish(st, &api_id);
         Ok(snapshot.api)
     })
     .await?;
@@ -1524,7 +1510,7 @@ async fn delete_api(
     ApiId(api_id): ApiId,
 ) -> Result<Response, ApigwError> {
     let id = api_id.clone();
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| -> Result<_, ApigwError> {
         if !st.store.delete_http_api(&id)? {
             return Err(ApigwError::api_not_found(&id));
         }
@@ -1541,11 +1527,12 @@ async fn delete_cors_configuration(
     State(state): State<ApiState>,
     ApiId(api_id): ApiId,
 ) -> Result<Response, ApigwError> {
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let mut api = load(st, &api_id)?.api;
         api.cors = None;
         st.store.put_http_api(&api)?;
-        publish(st, &api_id)
+        publish(st, &api_id);
+        Ok(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -1580,7 +1567,7 @@ async fn create_integration(
     if let Some(method) = &req.integration_method {
         check_len("integrationMethod", method, 1, 64)?;
     }
-    let integration = mutate(&state, move |st| {
+    let integration = run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let snapshot = load(st, &api_id)?;
         if snapshot.integrations.len() >= INTEGRATIONS_PER_API_MAX {
             return Err(ApigwError::bad_request(format!(
@@ -1602,7 +1589,7 @@ async fn create_integration(
             api_gateway_managed: false,
         };
         st.store.put_api_integration(&api_id, &integration)?;
-        publish(st, &api_id)?;
+        publish(st, &api_id);
         Ok(integration)
     })
     .await?;
@@ -1617,7 +1604,8 @@ async fn get_integration(
     State(state): State<ApiState>,
     PartId(api_id, integration_id): PartId,
 ) -> Result<Response, ApigwError> {
-    let integration = blocking(&state, move |st| {
+    let st = state.clone();
+    let integration = run_blocking(move || {
         if st.store.get_http_api(&api_id)?.is_none() {
             return Err(ApigwError::api_not_found(&api_id));
         }
@@ -1639,7 +1627,8 @@ async fn get_integrations(
     uri: Uri,
 ) -> Result<Response, ApigwError> {
     let query = page_query(&uri)?;
-    let all = blocking(&state, move |st| Ok(load(st, &api_id)?.integrations)).await?;
+    let st = state.clone();
+    let all = run_blocking(move || load(&st, &api_id).map(|api| api.integrations)).await?;
     let (items, next_token) = page(all, |i| &i.integration_id, &query);
     let items = items.iter().map(IntegrationOut::from).collect();
     Ok(json_response(
@@ -1675,7 +1664,7 @@ async fn update_integration(
     if let Some(method) = &req.integration_method {
         check_len("integrationMethod", method, 1, 64)?;
     }
-    let integration = mutate(&state, move |st| {
+    let integration = run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let snapshot = load(st, &api_id)?;
         let mut integration = snapshot
             .integrations
@@ -1698,7 +1687,7 @@ async fn update_integration(
             integration.integration_method = Some(m);
         }
         st.store.put_api_integration(&api_id, &integration)?;
-        publish(st, &api_id)?;
+        publish(st, &api_id);
         Ok(integration)
     })
     .await?;
@@ -1714,7 +1703,7 @@ async fn delete_integration(
     State(state): State<ApiState>,
     PartId(api_id, integration_id): PartId,
 ) -> Result<Response, ApigwError> {
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let snapshot = load(st, &api_id)?;
         let integration = snapshot
             .integrations
@@ -1740,7 +1729,8 @@ async fn delete_integration(
             )));
         }
         st.store.delete_api_integration(&api_id, &integration_id)?;
-        publish(st, &api_id)
+        publish(st, &api_id);
+        Ok(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -1779,7 +1769,7 @@ async fn create_route(
     if let Some(target) = &req.target {
         parse_target(target)?;
     }
-    let route = mutate(&state, move |st| {
+    let route = run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let snapshot = load(st, &api_id)?;
         if snapshot.routes.len() >= ROUTES_PER_API_MAX {
             return Err(ApigwError::bad_request(format!(
@@ -1803,7 +1793,7 @@ async fn create_route(
             api_gateway_managed: false,
         };
         st.store.put_api_route(&api_id, &route)?;
-        publish(st, &api_id)?;
+        publish(st, &api_id);
         Ok(route)
     })
     .await?;
@@ -1815,7 +1805,8 @@ async fn get_route(
     State(state): State<ApiState>,
     PartId(api_id, route_id): PartId,
 ) -> Result<Response, ApigwError> {
-    let route = blocking(&state, move |st| {
+    let st = state.clone();
+    let route = run_blocking(move || {
         if st.store.get_http_api(&api_id)?.is_none() {
             return Err(ApigwError::api_not_found(&api_id));
         }
@@ -1834,7 +1825,8 @@ async fn get_routes(
     uri: Uri,
 ) -> Result<Response, ApigwError> {
     let query = page_query(&uri)?;
-    let all = blocking(&state, move |st| Ok(load(st, &api_id)?.routes)).await?;
+    let st = state.clone();
+    let all = run_blocking(move || load(&st, &api_id).map(|api| api.routes)).await?;
     let (items, next_token) = page(all, |r| &r.route_id, &query);
     let items = items.iter().map(RouteOut::from).collect();
     Ok(json_response(
@@ -1860,7 +1852,7 @@ async fn update_route(
     if let Some(target) = req.target.as_deref().filter(|t| !t.is_empty()) {
         parse_target(target)?;
     }
-    let route = mutate(&state, move |st| {
+    let route = run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let snapshot = load(st, &api_id)?;
         let mut route = snapshot
             .routes
@@ -1891,7 +1883,7 @@ async fn update_route(
             route.operation_name = Some(name);
         }
         st.store.put_api_route(&api_id, &route)?;
-        publish(st, &api_id)?;
+        publish(st, &api_id);
         Ok(route)
     })
     .await?;
@@ -1903,7 +1895,7 @@ async fn delete_route(
     State(state): State<ApiState>,
     PartId(api_id, route_id): PartId,
 ) -> Result<Response, ApigwError> {
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let snapshot = load(st, &api_id)?;
         let route = snapshot
             .routes
@@ -1916,7 +1908,8 @@ async fn delete_route(
             ));
         }
         st.store.delete_api_route(&api_id, &route_id)?;
-        publish(st, &api_id)
+        publish(st, &api_id);
+        Ok(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -1937,7 +1930,7 @@ async fn create_stage(
     let stage_name = required(req.stage_name.clone(), "stageName")?;
     check_stage_name(&stage_name)?;
     refuse_unsupported_stage_members(&req)?;
-    let stage = mutate(&state, move |st| {
+    let stage = run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let snapshot = load(st, &api_id)?;
         if snapshot.stages.iter().any(|s| s.stage_name == stage_name) {
             return Err(ApigwError::conflict(format!(
@@ -1961,7 +1954,7 @@ async fn create_stage(
             api_gateway_managed: false,
         };
         st.store.put_api_stage(&api_id, &stage)?;
-        publish(st, &api_id)?;
+        publish(st, &api_id);
         Ok(stage)
     })
     .await?;
@@ -1973,7 +1966,8 @@ async fn get_stage(
     State(state): State<ApiState>,
     PartId(api_id, stage_name): PartId,
 ) -> Result<Response, ApigwError> {
-    let stage = blocking(&state, move |st| {
+    let st = state.clone();
+    let stage = run_blocking(move || {
         if st.store.get_http_api(&api_id)?.is_none() {
             return Err(ApigwError::api_not_found(&api_id));
         }
@@ -1992,7 +1986,8 @@ async fn get_stages(
     uri: Uri,
 ) -> Result<Response, ApigwError> {
     let query = page_query(&uri)?;
-    let all = blocking(&state, move |st| Ok(load(st, &api_id)?.stages)).await?;
+    let st = state.clone();
+    let all = run_blocking(move || load(&st, &api_id).map(|api| api.stages)).await?;
     let (items, next_token) = page(all, |s| &s.stage_name, &query);
     let items = items.iter().map(StageOut::from).collect();
     Ok(json_response(
@@ -2017,7 +2012,7 @@ async fn update_stage(
         ));
     }
     refuse_unsupported_stage_members(&req)?;
-    let stage = mutate(&state, move |st| {
+    let stage = run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let snapshot = load(st, &api_id)?;
         let mut stage = snapshot
             .stages
@@ -2040,7 +2035,7 @@ async fn update_stage(
         }
         stage.last_updated_date = now_iso8601();
         st.store.put_api_stage(&api_id, &stage)?;
-        publish(st, &api_id)?;
+        publish(st, &api_id);
         Ok(stage)
     })
     .await?;
@@ -2052,7 +2047,7 @@ async fn delete_stage(
     State(state): State<ApiState>,
     PartId(api_id, stage_name): PartId,
 ) -> Result<Response, ApigwError> {
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| -> Result<_, ApigwError> {
         let snapshot = load(st, &api_id)?;
         let stage = snapshot
             .stages
@@ -2065,7 +2060,8 @@ async fn delete_stage(
             ));
         }
         st.store.delete_api_stage(&api_id, &stage_name)?;
-        publish(st, &api_id)
+        publish(st, &api_id);
+        Ok(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -2083,8 +2079,9 @@ async fn create_deployment(
     let req: CreateDeploymentRequest = json_body(&headers, body).await?;
     check_description(req.description.as_deref())?;
     let stage_name = req.stage_name;
-    blocking(&state, move |st| {
-        let snapshot = load(st, &api_id)?;
+    let st = state.clone();
+    run_blocking(move || {
+        let snapshot = load(&st, &api_id)?;
         if let Some(name) = &stage_name {
             if !snapshot.stages.iter().any(|s| &s.stage_name == name) {
                 return Err(ApigwError::stage_not_found(name));

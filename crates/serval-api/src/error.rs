@@ -7,8 +7,11 @@
 //! (InvalidParameterValue, ResourceConflict, ...). Both keys carry the same text, so every SDK's
 //! deserializer, keyed on either spelling, fills the exception's message.
 //!
-//! CloudWatch Logs' JSON 1.1 protocol: status 400 (500 for platform failures), body
-//! `{"__type": "<Name>", "message": "..."}`, content type `application/x-amz-json-1.1`.
+//! AWS's JSON 1.1 protocol (CloudWatch Logs, EventBridge): one error type, [`AmzJsonError`],
+//! with status 400 (500 for platform failures), header `x-amzn-ErrorType: <Name>`, body
+//! `{"__type": "<Name>", "message": "..."}`, content type `application/x-amz-json-1.1`; each
+//! service names its platform failure ([`AmzJsonService`]) and keeps its own constructors. The
+//! protocol's request parsing and answers are here too.
 //!
 //! Platform failures (`ServiceException`) are logged here, once, with their source chain; the
 //! caller only sees a short message. Client mistakes are not logged.
@@ -17,9 +20,12 @@
 //! conversions below only where the mapping is unambiguous.
 
 use std::error::Error as StdError;
+use std::marker::PhantomData;
 
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serval_model::ValidationError;
 use serval_store::{CodeError, StoreError};
 
@@ -239,6 +245,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(err: tokio::task::JoinError) -> Self {
+        ApiError::task_failed(err)
+    }
+}
+
 impl From<ValidationError> for ApiError {
     fn from(err: ValidationError) -> Self {
         let code = if err.is_schema_violation() {
@@ -281,20 +293,43 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The JSON 1.1 content type of CloudWatch Logs requests and responses.
+/// The JSON 1.1 content type of CloudWatch Logs and EventBridge requests and responses.
 pub const AMZ_JSON_1_1: &str = "application/x-amz-json-1.1";
 
-/// A failed CloudWatch Logs call, rendered in the JSON 1.1 error shape
-/// `{"__type": "<Name>", "message": "..."}`.
+/// A service that speaks AWS's JSON 1.1 protocol: what its errors do not share with the
+/// other such services' errors.
+pub trait AmzJsonService: std::fmt::Debug + 'static {
+    /// Names the service in Serval's log when a platform failure is rendered.
+    const LOG_NAME: &'static str;
+    /// The AWS error type of a platform failure (status 500).
+    const SERVICE_ERROR: &'static str;
+}
+
+/// CloudWatch Logs (`Logs_20140328.*`).
 #[derive(Debug)]
-pub struct LogsError {
+pub enum CloudWatchLogs {}
+
+impl AmzJsonService for CloudWatchLogs {
+    const LOG_NAME: &'static str = "logs api";
+    const SERVICE_ERROR: &'static str = "ServiceUnavailableException";
+}
+
+/// A failed call of a JSON 1.1 service `S`, rendered as `{"__type": "<Name>", "message": "..."}`
+/// with the name in `x-amzn-ErrorType` too. Each service adds its own constructors and its own
+/// mapping of store failures.
+#[derive(Debug)]
+pub struct AmzJsonError<S> {
     type_name: &'static str,
     status: StatusCode,
     message: String,
     source: Option<Box<dyn StdError + Send + Sync>>,
+    service: PhantomData<S>,
 }
 
-impl LogsError {
+/// A failed CloudWatch Logs call.
+pub type LogsError = AmzJsonError<CloudWatchLogs>;
+
+impl<S: AmzJsonService> AmzJsonError<S> {
     /// A client error (status 400) of AWS type `type_name`.
     pub fn client(type_name: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -302,29 +337,19 @@ impl LogsError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             source: None,
+            service: PhantomData,
         }
     }
 
-    /// `InvalidParameterException`.
-    pub fn invalid_parameter(message: impl Into<String>) -> Self {
-        Self::client("InvalidParameterException", message)
-    }
-
-    /// `ResourceNotFoundException` for a log group.
-    pub fn group_not_found() -> Self {
-        Self::client(
-            "ResourceNotFoundException",
-            "The specified log group does not exist.",
-        )
-    }
-
-    /// `ServiceUnavailableException` (500) for a platform failure; logged once when rendered.
+    /// The service's platform failure ([`AmzJsonService::SERVICE_ERROR`], status 500): Serval
+    /// failed doing `what`. Logged once at ERROR, with `source`, when rendered.
     pub fn service(what: impl Into<String>, source: impl StdError + Send + Sync + 'static) -> Self {
         Self {
-            type_name: "ServiceUnavailableException",
+            type_name: S::SERVICE_ERROR,
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: what.into(),
             source: Some(Box::new(source)),
+            service: PhantomData,
         }
     }
 
@@ -339,18 +364,18 @@ impl LogsError {
     }
 }
 
-impl std::fmt::Display for LogsError {
+impl<S> std::fmt::Display for AmzJsonError<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.type_name, self.message)
     }
 }
 
-impl StdError for LogsError {}
+impl<S: AmzJsonService> StdError for AmzJsonError<S> {}
 
-impl IntoResponse for LogsError {
+impl<S: AmzJsonService> IntoResponse for AmzJsonError<S> {
     fn into_response(self) -> Response {
         if let Some(source) = self.source.as_deref() {
-            tracing::error!(error = %chain(source), "logs api: {}", self.message);
+            tracing::error!(error = %chain(source), "{}: {}", S::LOG_NAME, self.message);
         }
         let body = serde_json::json!({ "__type": self.type_name, "message": self.message });
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -359,6 +384,72 @@ impl IntoResponse for LogsError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_1));
         headers.insert(ERROR_TYPE_HEADER, HeaderValue::from_static(self.type_name));
         resp
+    }
+}
+
+/// A worker task that died (a panic in `spawn_blocking`).
+impl<S: AmzJsonService> From<tokio::task::JoinError> for AmzJsonError<S> {
+    fn from(err: tokio::task::JoinError) -> Self {
+        Self::service("a worker task failed", err)
+    }
+}
+
+/// A JSON 1.1 request body that is not the JSON its operation takes: every JSON 1.1 service
+/// answers it with `SerializationException`.
+#[derive(Debug)]
+pub(crate) struct MalformedBody(serde_json::Error);
+
+impl<S: AmzJsonService> From<MalformedBody> for AmzJsonError<S> {
+    fn from(err: MalformedBody) -> Self {
+        Self::client(
+            "SerializationException",
+            format!("Could not parse request body: {}", err.0),
+        )
+    }
+}
+
+/// Parses a JSON 1.1 request body; a blank body is `{}`.
+pub(crate) fn parse_amz_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MalformedBody> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(MalformedBody)
+}
+
+/// A JSON 1.1 answer: 200 with `value` as its body.
+pub(crate) fn amz_json_response<S: AmzJsonService, T: Serialize>(
+    value: &T,
+) -> Result<Response, AmzJsonError<S>> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| AmzJsonError::service("failed to encode response", e))?;
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_1));
+    Ok(resp)
+}
+
+/// 200 with an empty body: what AWS's JSON 1.1 services send for operations without output.
+pub(crate) fn amz_json_empty_ok() -> Response {
+    let mut resp = StatusCode::OK.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_1));
+    resp
+}
+
+impl LogsError {
+    /// `InvalidParameterException`.
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::client("InvalidParameterException", message)
+    }
+
+    /// `ResourceNotFoundException` for a log group.
+    pub fn group_not_found() -> Self {
+        Self::client(
+            "ResourceNotFoundException",
+            "The specified log group does not exist.",
+        )
     }
 }
 
@@ -445,5 +536,29 @@ mod tests {
         assert_eq!(headers[header::CONTENT_TYPE], AMZ_JSON_1_1);
         assert_eq!(body["__type"], "ResourceNotFoundException");
         assert_eq!(body["message"], "The specified log group does not exist.");
+    }
+
+    #[tokio::test]
+    async fn renders_json_1_1_service_failures_and_malformed_bodies() {
+        let io = std::io::Error::other("disk full");
+        let (status, headers, body) =
+            render(LogsError::service("log store failed", io).into_response()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(headers[ERROR_TYPE_HEADER], "ServiceUnavailableException");
+        assert_eq!(body["message"], "log store failed");
+
+        let malformed = parse_amz_json::<serde_json::Value>(b"{").unwrap_err();
+        let (status, headers, body) = render(LogsError::from(malformed).into_response()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers[header::CONTENT_TYPE], AMZ_JSON_1_1);
+        assert_eq!(body["__type"], "SerializationException");
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Could not parse request body: "));
+        assert_eq!(
+            parse_amz_json::<serde_json::Value>(b" \n").unwrap(),
+            serde_json::json!({})
+        );
     }
 }

@@ -25,26 +25,26 @@
 //!   their expression; a fire's event `time` is the due time.
 
 use std::collections::BTreeMap;
-use std::error::Error as StdError;
-use std::sync::PoisonError;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde::de::DeserializeOwned;
+use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serval_events::schedule::{ScheduleError, ScheduleExpression};
 use serval_model::{
     parse_event_bus_name, validate_events_role_arn, validate_rule_description, validate_rule_tags,
     validate_schedule_expression_len, validate_target_arn, validate_target_input, Rule, RuleName,
     RuleState, RuleTarget, TargetId, ValidationError, DEFAULT_EVENT_BUS, EVENTS_ARN_MAX_LEN,
-    RULE_TARGETS_MAX,
+    RULES_MAX, RULE_TARGETS_MAX,
 };
 use serval_store::StoreError;
 
 use crate::body::{read_limited, BodyError};
-use crate::error::{chain, AMZ_JSON_1_1, ERROR_TYPE_HEADER};
+use crate::error::{
+    amz_json_empty_ok, amz_json_response, chain, parse_amz_json, AmzJsonError, AmzJsonService,
+};
+use crate::functions::{run_blocking, run_mutation};
 use crate::ApiState;
 
 /// `X-Amz-Target` prefix of EventBridge operations.
@@ -77,25 +77,20 @@ const UNSUPPORTED_TARGET_MEMBERS: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 // Errors.
 
-/// A failed EventBridge call, rendered as `{"__type": "<Name>", "message": "..."}`.
+/// EventBridge (`AWSEvents.*`) as a JSON 1.1 service.
 #[derive(Debug)]
-pub(crate) struct EventsError {
-    type_name: &'static str,
-    status: StatusCode,
-    message: String,
-    source: Option<Box<dyn StdError + Send + Sync>>,
+pub(crate) enum EventBridge {}
+
+impl AmzJsonService for EventBridge {
+    const LOG_NAME: &'static str = "eventbridge api";
+    const SERVICE_ERROR: &'static str = "InternalException";
 }
 
-impl EventsError {
-    fn client(type_name: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            type_name,
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            source: None,
-        }
-    }
+/// A failed EventBridge call, rendered as `{"__type": "<Name>", "message": "..."}`; a platform
+/// failure is `InternalException` (500).
+pub(crate) type EventsError = AmzJsonError<EventBridge>;
 
+impl EventsError {
     fn validation(message: impl Into<String>) -> Self {
         Self::client("ValidationException", message)
     }
@@ -105,31 +100,6 @@ impl EventsError {
             "ResourceNotFoundException",
             format!("Rule {name} does not exist on EventBus {DEFAULT_EVENT_BUS}."),
         )
-    }
-
-    /// `InternalException` (500) for a platform failure; logged once when rendered.
-    fn internal(what: impl Into<String>, source: impl StdError + Send + Sync + 'static) -> Self {
-        Self {
-            type_name: "InternalException",
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: what.into(),
-            source: Some(Box::new(source)),
-        }
-    }
-}
-
-impl IntoResponse for EventsError {
-    fn into_response(self) -> Response {
-        if let Some(source) = self.source.as_deref() {
-            tracing::error!(error = %chain(source), "eventbridge api: {}", self.message);
-        }
-        let body = serde_json::json!({ "__type": self.type_name, "message": self.message });
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let mut resp = (self.status, bytes).into_response();
-        let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_1));
-        headers.insert(ERROR_TYPE_HEADER, HeaderValue::from_static(self.type_name));
-        resp
     }
 }
 
@@ -141,7 +111,7 @@ impl From<ValidationError> for EventsError {
 
 impl From<StoreError> for EventsError {
     fn from(err: StoreError) -> Self {
-        EventsError::internal("rule store failed", err)
+        EventsError::service("rule store failed", err)
     }
 }
 
@@ -319,42 +289,8 @@ fn target_out(t: RuleTarget) -> TargetOut {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn json_response(value: &serde_json::Value) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => {
-            let mut resp = (StatusCode::OK, bytes).into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_1));
-            resp
-        }
-        Err(e) => EventsError::internal("failed to encode response", e).into_response(),
-    }
-}
-
 fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, EventsError> {
-    serde_json::to_value(value).map_err(|e| EventsError::internal("failed to encode response", e))
-}
-
-/// 200 with an empty body: what AWS sends for operations without output.
-fn empty_ok() -> Response {
-    let mut resp = StatusCode::OK.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_1));
-    resp
-}
-
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EventsError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
-    serde_json::from_slice(bytes).map_err(|e| {
-        EventsError::client(
-            "SerializationException",
-            format!("Could not parse request body: {e}"),
-        )
-    })
+    serde_json::to_value(value).map_err(|e| EventsError::service("failed to encode response", e))
 }
 
 /// A required request member, or AWS's "must not be null" validation error.
@@ -477,33 +413,6 @@ fn rule_of_arn(arn: &str) -> Result<RuleName, EventsError> {
     RuleName::parse_field(name, "resourceARN").map_err(|_| not_found())
 }
 
-/// Runs blocking store work off the reactor.
-async fn blocking<T, F>(f: F) -> Result<T, EventsError>
-where
-    F: FnOnce() -> Result<T, EventsError> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EventsError::internal("a worker task failed", e))?
-}
-
-/// Runs one mutation on a blocking thread under [`ApiState::mutations`]: its reads, checks,
-/// store writes and the scheduler update form one step.
-async fn mutate<T, F>(state: &ApiState, f: F) -> Result<T, EventsError>
-where
-    F: FnOnce(&ApiState) -> Result<T, EventsError> + Send + 'static,
-    T: Send + 'static,
-{
-    let st = state.clone();
-    blocking(move || {
-        // Writes are transactions: a panic under the lock leaves no half-written rule.
-        let _serialized = st.mutations.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&st)
-    })
-    .await
-}
-
 /// Reads a rule that must exist.
 fn existing_rule(state: &ApiState, name: &RuleName) -> Result<Rule, EventsError> {
     state
@@ -512,11 +421,20 @@ fn existing_rule(state: &ApiState, name: &RuleName) -> Result<Rule, EventsError>
         .ok_or_else(|| EventsError::rule_not_found(name))
 }
 
-/// Tells the scheduler a rule's stored state (with its targets, read back).
-fn reschedule(state: &ApiState, rule: Rule) -> Result<(), EventsError> {
-    let targets = state.store.list_rule_targets(&rule.name)?;
-    state.schedules.put_rule(rule, targets);
-    Ok(())
+/// Tells the scheduler a rule's stored state, with its targets read back (the caller holds the
+/// mutation lock and has written the store). The change is stored, so a failed read-back does
+/// not fail the call: it is logged, and the scheduler keeps the rule's previous state until the
+/// rule changes again or Serval restarts (start-up loads every rule).
+fn reschedule(state: &ApiState, rule: Rule) {
+    match state.store.list_rule_targets(&rule.name) {
+        Ok(targets) => state.schedules.put_rule(rule, targets),
+        Err(error) => tracing::error!(
+            rule = %rule.name,
+            error = %chain(&error),
+            "failed to read back rule {} for the scheduler; it keeps the rule's previous state",
+            rule.name
+        ),
+    }
 }
 
 /// Milliseconds since the epoch on the scheduler's clock (rate anchors).
@@ -546,19 +464,21 @@ pub(crate) async fn dispatch(
                 }
             })?;
         match op {
-            "PutRule" => put_rule(state, parse(&bytes)?).await,
-            "DescribeRule" => describe_rule(state, parse(&bytes)?).await,
-            "ListRules" => list_rules(state, parse(&bytes)?).await,
-            "EnableRule" => set_state(state, parse(&bytes)?, RuleState::Enabled).await,
-            "DisableRule" => set_state(state, parse(&bytes)?, RuleState::Disabled).await,
-            "DeleteRule" => delete_rule(state, parse(&bytes)?).await,
-            "PutTargets" => put_targets(state, parse(&bytes)?).await,
-            "ListTargetsByRule" => list_targets(state, parse(&bytes)?).await,
-            "RemoveTargets" => remove_targets(state, parse(&bytes)?).await,
-            "ListRuleNamesByTarget" => list_rule_names_by_target(state, parse(&bytes)?).await,
-            "TagResource" => tag_resource(state, parse(&bytes)?).await,
-            "UntagResource" => untag_resource(state, parse(&bytes)?).await,
-            "ListTagsForResource" => list_tags(state, parse(&bytes)?).await,
+            "PutRule" => put_rule(state, parse_amz_json(&bytes)?).await,
+            "DescribeRule" => describe_rule(state, parse_amz_json(&bytes)?).await,
+            "ListRules" => list_rules(state, parse_amz_json(&bytes)?).await,
+            "EnableRule" => set_state(state, parse_amz_json(&bytes)?, RuleState::Enabled).await,
+            "DisableRule" => set_state(state, parse_amz_json(&bytes)?, RuleState::Disabled).await,
+            "DeleteRule" => delete_rule(state, parse_amz_json(&bytes)?).await,
+            "PutTargets" => put_targets(state, parse_amz_json(&bytes)?).await,
+            "ListTargetsByRule" => list_targets(state, parse_amz_json(&bytes)?).await,
+            "RemoveTargets" => remove_targets(state, parse_amz_json(&bytes)?).await,
+            "ListRuleNamesByTarget" => {
+                list_rule_names_by_target(state, parse_amz_json(&bytes)?).await
+            }
+            "TagResource" => tag_resource(state, parse_amz_json(&bytes)?).await,
+            "UntagResource" => untag_resource(state, parse_amz_json(&bytes)?).await,
+            "ListTagsForResource" => list_tags(state, parse_amz_json(&bytes)?).await,
             other => Err(EventsError::client(
                 "UnknownOperationException",
                 format!("Operation {TARGET_PREFIX}{other} is not supported by Serval"),
@@ -608,7 +528,7 @@ async fn put_rule(state: ApiState, req: PutRuleRequest) -> Result<Response, Even
     tags_map(req.tags.unwrap_or_default(), &mut tags)?;
     let description = req.description;
     let role_arn = req.role_arn;
-    let arn = mutate(&state, move |st| {
+    let arn = run_mutation(&state, move |st| -> Result<_, EventsError> {
         let existing = st.store.get_rule(&name)?;
         let now_ms = schedule_now_ms(st);
         let (anchor_ms, tags) = match existing {
@@ -618,7 +538,21 @@ async fn put_rule(state: ApiState, req: PutRuleRequest) -> Result<Response, Even
                     || (!old.state.is_enabled() && rule_state.is_enabled());
                 (if restarts { now_ms } else { old.anchor_ms }, old.tags)
             }
-            None => (now_ms, tags),
+            None => {
+                let rules = st.store.count_rules()?;
+                if rules >= RULES_MAX {
+                    return Err(EventsError::client(
+                        "LimitExceededException",
+                        format!(
+                            "The requested resource exceeds the maximum number allowed: event \
+                             bus {DEFAULT_EVENT_BUS} would have {} rules, and an event bus may \
+                             have at most {RULES_MAX}.",
+                            rules + 1
+                        ),
+                    ));
+                }
+                (now_ms, tags)
+            }
         };
         let rule = Rule {
             name,
@@ -631,23 +565,19 @@ async fn put_rule(state: ApiState, req: PutRuleRequest) -> Result<Response, Even
         };
         st.store.put_rule(&rule)?;
         let arn = rule.arn(&st.region);
-        reschedule(st, rule)?;
+        reschedule(st, rule);
         Ok(arn)
     })
     .await?;
-    Ok(json_response(&serde_json::json!({ "RuleArn": arn })))
+    amz_json_response(&serde_json::json!({ "RuleArn": arn }))
 }
 
 async fn describe_rule(state: ApiState, req: RuleRequest) -> Result<Response, EventsError> {
     let name = RuleName::parse(&required(req.name, "name")?)?;
     check_bus(req.event_bus_name.as_deref())?;
     let st = state.clone();
-    let rule = blocking(move || existing_rule(&st, &name)).await?;
-    Ok(json_response(&to_json(&rule_out(
-        rule,
-        &state.region,
-        true,
-    ))?))
+    let rule = run_blocking(move || existing_rule(&st, &name)).await?;
+    amz_json_response(&to_json(&rule_out(rule, &state.region, true))?)
 }
 
 async fn list_rules(state: ApiState, req: ListRulesRequest) -> Result<Response, EventsError> {
@@ -659,10 +589,10 @@ async fn list_rules(state: ApiState, req: ListRulesRequest) -> Result<Response, 
     let limit = page_size(req.limit)?;
     let after = token_position(req.next_token)?;
     let st = state.clone();
-    let mut rules = blocking(move || {
-        Ok(st
-            .store
-            .list_rules(prefix.as_deref(), after.as_deref(), limit + 1)?)
+    let mut rules = run_blocking(move || {
+        st.store
+            .list_rules(prefix.as_deref(), after.as_deref(), limit + 1)
+            .map_err(EventsError::from)
     })
     .await?;
     let next = if rules.len() > limit {
@@ -679,7 +609,7 @@ async fn list_rules(state: ApiState, req: ListRulesRequest) -> Result<Response, 
     if let Some(token) = next {
         out["NextToken"] = token.into();
     }
-    Ok(json_response(&out))
+    amz_json_response(&out)
 }
 
 async fn set_state(
@@ -689,7 +619,7 @@ async fn set_state(
 ) -> Result<Response, EventsError> {
     let name = RuleName::parse(&required(req.name, "name")?)?;
     check_bus(req.event_bus_name.as_deref())?;
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| -> Result<_, EventsError> {
         let mut rule = existing_rule(st, &name)?;
         if rule.state == to {
             return Ok(());
@@ -700,17 +630,18 @@ async fn set_state(
         }
         rule.state = to;
         st.store.put_rule(&rule)?;
-        reschedule(st, rule)
+        reschedule(st, rule);
+        Ok(())
     })
     .await?;
-    Ok(empty_ok())
+    Ok(amz_json_empty_ok())
 }
 
 async fn delete_rule(state: ApiState, req: RuleRequest) -> Result<Response, EventsError> {
     let name = RuleName::parse(&required(req.name, "name")?)?;
     check_bus(req.event_bus_name.as_deref())?;
     let force = req.force.unwrap_or(false);
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| {
         // Deleting a rule that does not exist succeeds, as on AWS.
         if st.store.get_rule(&name)?.is_none() {
             return Ok(());
@@ -725,7 +656,7 @@ async fn delete_rule(state: ApiState, req: RuleRequest) -> Result<Response, Even
         Ok(())
     })
     .await?;
-    Ok(empty_ok())
+    Ok(amz_json_empty_ok())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -767,8 +698,8 @@ fn target_of(wire: TargetWire) -> Result<RuleTarget, EventsError> {
     })
 }
 
-fn no_failures() -> Response {
-    json_response(&serde_json::json!({ "FailedEntryCount": 0, "FailedEntries": [] }))
+fn no_failures() -> Result<Response, EventsError> {
+    amz_json_response(&serde_json::json!({ "FailedEntryCount": 0, "FailedEntries": [] }))
 }
 
 async fn put_targets(state: ApiState, req: PutTargetsRequest) -> Result<Response, EventsError> {
@@ -783,7 +714,7 @@ async fn put_targets(state: ApiState, req: PutTargetsRequest) -> Result<Response
         targets.insert(target.id.clone(), target);
     }
     let targets: Vec<RuleTarget> = targets.into_values().collect();
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| {
         let stored = existing_rule(st, &rule)?;
         let existing = st.store.list_rule_targets(&rule)?;
         let added = targets
@@ -803,10 +734,11 @@ async fn put_targets(state: ApiState, req: PutTargetsRequest) -> Result<Response
         if !st.store.put_rule_targets(&rule, &targets)? {
             return Err(EventsError::rule_not_found(&rule));
         }
-        reschedule(st, stored)
+        reschedule(st, stored);
+        Ok(())
     })
     .await?;
-    Ok(no_failures())
+    no_failures()
 }
 
 async fn list_targets(
@@ -818,9 +750,9 @@ async fn list_targets(
     let limit = page_size(req.limit)?;
     let after = token_position(req.next_token)?;
     let st = state.clone();
-    let targets = blocking(move || {
+    let targets = run_blocking(move || {
         existing_rule(&st, &rule)?;
-        Ok(st.store.list_rule_targets(&rule)?)
+        st.store.list_rule_targets(&rule).map_err(EventsError::from)
     })
     .await?;
     let mut page: Vec<RuleTarget> = targets
@@ -839,7 +771,7 @@ async fn list_targets(
     if let Some(token) = next {
         out["NextToken"] = token.into();
     }
-    Ok(json_response(&out))
+    amz_json_response(&out)
 }
 
 async fn remove_targets(
@@ -855,13 +787,14 @@ async fn remove_targets(
         .iter()
         .map(|id| TargetId::parse_field(id, "ids.member"))
         .collect::<Result<Vec<_>, _>>()?;
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| -> Result<_, EventsError> {
         let stored = existing_rule(st, &rule)?;
         st.store.remove_rule_targets(&rule, &ids)?;
-        reschedule(st, stored)
+        reschedule(st, stored);
+        Ok(())
     })
     .await?;
-    Ok(no_failures())
+    no_failures()
 }
 
 async fn list_rule_names_by_target(
@@ -880,7 +813,7 @@ async fn list_rule_names_by_target(
     let limit = page_size(req.limit)?;
     let after = token_position(req.next_token)?;
     let st = state.clone();
-    let all = blocking(move || Ok(st.store.all_rules()?)).await?;
+    let all = run_blocking(move || st.store.all_rules().map_err(EventsError::from)).await?;
     let mut names: Vec<String> = all
         .into_iter()
         .filter(|(rule, targets)| {
@@ -900,7 +833,7 @@ async fn list_rule_names_by_target(
     if let Some(token) = next {
         out["NextToken"] = token.into();
     }
-    Ok(json_response(&out))
+    amz_json_response(&out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -909,14 +842,14 @@ async fn list_rule_names_by_target(
 async fn tag_resource(state: ApiState, req: TagResourceRequest) -> Result<Response, EventsError> {
     let name = rule_of_arn(&required(req.resource_arn, "resourceARN")?)?;
     let tags = required(req.tags, "tags")?;
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| -> Result<_, EventsError> {
         let mut rule = existing_rule(st, &name)?;
         tags_map(tags, &mut rule.tags)?;
         st.store.put_rule(&rule)?;
         Ok(())
     })
     .await?;
-    Ok(json_response(&serde_json::json!({})))
+    amz_json_response(&serde_json::json!({}))
 }
 
 async fn untag_resource(
@@ -925,7 +858,7 @@ async fn untag_resource(
 ) -> Result<Response, EventsError> {
     let name = rule_of_arn(&required(req.resource_arn, "resourceARN")?)?;
     let keys = required(req.tag_keys, "tagKeys")?;
-    mutate(&state, move |st| {
+    run_mutation(&state, move |st| -> Result<_, EventsError> {
         let mut rule = existing_rule(st, &name)?;
         for key in &keys {
             rule.tags.remove(key);
@@ -934,7 +867,7 @@ async fn untag_resource(
         Ok(())
     })
     .await?;
-    Ok(json_response(&serde_json::json!({})))
+    amz_json_response(&serde_json::json!({}))
 }
 
 async fn list_tags(
@@ -943,15 +876,13 @@ async fn list_tags(
 ) -> Result<Response, EventsError> {
     let name = rule_of_arn(&required(req.resource_arn, "resourceARN")?)?;
     let st = state.clone();
-    let rule = blocking(move || existing_rule(&st, &name)).await?;
+    let rule = run_blocking(move || existing_rule(&st, &name)).await?;
     let tags: Vec<TagOut> = rule
         .tags
         .into_iter()
         .map(|(key, value)| TagOut { key, value })
         .collect();
-    Ok(json_response(
-        &serde_json::json!({ "Tags": to_json(&tags)? }),
-    ))
+    amz_json_response(&serde_json::json!({ "Tags": to_json(&tags)? }))
 }
 
 #[cfg(test)]
@@ -968,7 +899,7 @@ mod tests {
         assert_eq!(token_position(None).unwrap(), None);
         for bad in ["!!!", ""] {
             let err = token_position(Some(bad.into())).unwrap_err();
-            assert_eq!(err.type_name, "ValidationException");
+            assert_eq!(err.type_name(), "ValidationException");
         }
     }
 
@@ -982,14 +913,14 @@ mod tests {
         .is_ok());
         let err = check_bus(Some("orders")).unwrap_err();
         assert_eq!(
-            (err.type_name, err.message.as_str()),
+            (err.type_name(), err.message()),
             (
                 "ResourceNotFoundException",
                 "Event bus orders does not exist."
             )
         );
         assert_eq!(
-            check_bus(Some("bad bus")).unwrap_err().type_name,
+            check_bus(Some("bad bus")).unwrap_err().type_name(),
             "ValidationException"
         );
     }
@@ -1008,14 +939,23 @@ mod tests {
             "arn:aws:lambda:us-east-1:000000000000:function:f",
         ] {
             assert_eq!(
-                rule_of_arn(bad).unwrap_err().type_name,
+                rule_of_arn(bad).unwrap_err().type_name(),
                 "ResourceNotFoundException",
                 "{bad}"
             );
         }
         assert_eq!(
-            rule_of_arn("nope").unwrap_err().type_name,
+            rule_of_arn("nope").unwrap_err().type_name(),
             "ValidationException"
+        );
+    }
+
+    #[test]
+    fn platform_failures_are_internal_exceptions() {
+        let err = EventsError::service("rule store failed", std::io::Error::other("disk full"));
+        assert_eq!(
+            (err.type_name(), err.message()),
+            ("InternalException", "rule store failed")
         );
     }
 

@@ -42,6 +42,7 @@ use serval_model::{
 };
 use serval_store::{CodeInfo, StoreError};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinError;
 
 use crate::body::{last_modified_now, read_limited, BodyError};
 use crate::error::{ApiError, ErrorCode};
@@ -61,35 +62,56 @@ pub const CONTROL_REQUEST_MAX_BYTES: usize = 1024 * 1024;
 /// AWS's account-wide code storage quota (75 GB), reported by GetAccountSettings.
 pub const TOTAL_CODE_SIZE_LIMIT: u64 = 75 * 1024 * 1024 * 1024;
 
-/// Runs blocking store work off the reactor.
+/// Runs blocking store work off the reactor, for any of the crate's error types: a task that
+/// dies (a panic) becomes `E`'s platform failure.
+pub(crate) async fn run_blocking<T, E, F>(f: F) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<JoinError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}
+
+/// Runs one mutation on a blocking thread while holding [`ApiState::mutations`], so that
+/// `f`'s read of the current state, its store write and its update of the engine, gateway or
+/// scheduler form one step no other mutation interleaves with. `f` must do no slow work
+/// (decode and store code before calling this). For any of the crate's error types.
+pub(crate) async fn run_mutation<T, E, F>(state: &ApiState, f: F) -> Result<T, E>
+where
+    F: FnOnce(&ApiState) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<JoinError> + Send + 'static,
+{
+    let st = state.clone();
+    run_blocking(move || {
+        // A panic under the lock cannot leave a half-written store (it writes in transactions);
+        // at worst the engine (or gateway, or scheduler) missed that one change, and the next
+        // mutation of the same object hands it over again. So a poisoned lock is taken over
+        // rather than failing every later mutation.
+        let _serialized = st.mutations.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&st)
+    })
+    .await
+}
+
+/// [`run_blocking`] for the Lambda API's [`ApiError`], so that its callers' closures need no
+/// error type spelled out.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::task_failed)?
+    run_blocking(f).await
 }
 
-/// Runs one control-plane mutation on a blocking thread while holding
-/// [`ApiState::mutations`], so that `f`'s read of the current state, its store write and its
-/// engine update form one step no other mutation interleaves with. `f` must do no slow work
-/// (decode and store code before calling this).
+/// [`run_mutation`] for the Lambda API's [`ApiError`].
 pub(crate) async fn mutate<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&ApiState) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    let st = state.clone();
-    blocking(move || {
-        // A panic under the lock cannot leave a half-written store (it writes in transactions);
-        // at worst the engine missed that one change, and the function's next mutation deploys
-        // it again. So a poisoned lock is taken over rather than failing every later mutation.
-        let _serialized = st.mutations.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&st)
-    })
-    .await
+    run_mutation(state, f).await
 }
 
 /// Waits for one of the [`ApiState::uploads`] permits; taken before a code upload's body is

@@ -11,16 +11,15 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use http::HeaderMap;
 use serval_store::{
     DescribeLogStreamsQuery, FilterLogEventsQuery, GetLogEventsQuery, LogStreamOrder,
     LOG_EVENTS_MAX_LIMIT,
 };
 
 use crate::body::{read_limited, BodyError};
-use crate::error::{LogsError, AMZ_JSON_1_1};
+use crate::error::{amz_json_empty_ok, amz_json_response, parse_amz_json, LogsError};
+use crate::functions::run_blocking;
 use crate::logs_wire::*;
 use crate::ApiState;
 
@@ -35,43 +34,6 @@ pub const RETENTION_DAYS: [u32; 22] = [
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
     3288, 3653,
 ];
-
-/// Runs blocking store work off the reactor.
-async fn blocking<T, F>(f: F) -> Result<T, LogsError>
-where
-    F: FnOnce() -> Result<T, LogsError> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| LogsError::service("a worker task failed", e))?
-}
-
-fn json_response<T: Serialize>(value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => {
-            let mut resp = (StatusCode::OK, bytes).into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_1));
-            resp
-        }
-        Err(e) => LogsError::service("failed to encode response", e).into_response(),
-    }
-}
-
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LogsError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
-    serde_json::from_slice(bytes).map_err(|e| {
-        LogsError::client(
-            "SerializationException",
-            format!("Could not parse request body: {e}"),
-        )
-    })
-}
 
 fn constraint(field: &str, value: impl std::fmt::Display, rule: &str) -> LogsError {
     LogsError::invalid_parameter(format!(
@@ -144,13 +106,15 @@ pub async fn dispatch(
                 }
             })?;
         match operation {
-            "DescribeLogGroups" => describe_log_groups(state, parse(&bytes)?).await,
-            "DescribeLogStreams" => describe_log_streams(state, parse(&bytes)?).await,
-            "GetLogEvents" => get_log_events(state, parse(&bytes)?).await,
-            "FilterLogEvents" => filter_log_events(state, parse(&bytes)?).await,
-            "DeleteLogGroup" => delete_log_group(state, parse(&bytes)?).await,
-            "PutRetentionPolicy" => put_retention_policy(state, parse(&bytes)?).await,
-            "DeleteRetentionPolicy" => delete_retention_policy(state, parse(&bytes)?).await,
+            "DescribeLogGroups" => describe_log_groups(state, parse_amz_json(&bytes)?).await,
+            "DescribeLogStreams" => describe_log_streams(state, parse_amz_json(&bytes)?).await,
+            "GetLogEvents" => get_log_events(state, parse_amz_json(&bytes)?).await,
+            "FilterLogEvents" => filter_log_events(state, parse_amz_json(&bytes)?).await,
+            "DeleteLogGroup" => delete_log_group(state, parse_amz_json(&bytes)?).await,
+            "PutRetentionPolicy" => put_retention_policy(state, parse_amz_json(&bytes)?).await,
+            "DeleteRetentionPolicy" => {
+                delete_retention_policy(state, parse_amz_json(&bytes)?).await
+            }
             other => Err(unknown_operation(&format!("{TARGET_PREFIX}{other}"))),
         }
     }
@@ -172,12 +136,14 @@ async fn describe_log_groups(
 ) -> Result<Response, LogsError> {
     let limit = check_limit("limit", req.limit, DESCRIBE_MAX_LIMIT)?.unwrap_or(0);
     let st = state.clone();
-    let (groups, next_token) = blocking(move || {
-        Ok(st.store.describe_log_groups(
-            req.log_group_name_prefix.as_deref(),
-            req.next_token.as_deref(),
-            limit,
-        )?)
+    let (groups, next_token) = run_blocking(move || {
+        st.store
+            .describe_log_groups(
+                req.log_group_name_prefix.as_deref(),
+                req.next_token.as_deref(),
+                limit,
+            )
+            .map_err(LogsError::from)
     })
     .await?;
     let region = &state.region;
@@ -200,7 +166,7 @@ async fn describe_log_groups(
             .collect(),
         next_token,
     };
-    Ok(json_response(&out))
+    amz_json_response(&out)
 }
 
 async fn describe_log_streams(
@@ -229,8 +195,12 @@ async fn describe_log_streams(
         limit,
     };
     let st = state.clone();
-    let (streams, next_token) =
-        blocking(move || Ok(st.store.describe_log_streams(&query)?)).await?;
+    let (streams, next_token) = run_blocking(move || {
+        st.store
+            .describe_log_streams(&query)
+            .map_err(LogsError::from)
+    })
+    .await?;
     let region = &state.region;
     let out = DescribeLogStreamsResponse {
         log_streams: streams
@@ -247,7 +217,7 @@ async fn describe_log_streams(
             .collect(),
         next_token,
     };
-    Ok(json_response(&out))
+    amz_json_response(&out)
 }
 
 async fn get_log_events(state: ApiState, req: GetLogEventsRequest) -> Result<Response, LogsError> {
@@ -264,7 +234,8 @@ async fn get_log_events(state: ApiState, req: GetLogEventsRequest) -> Result<Res
         start_from_head: req.start_from_head.unwrap_or(false),
     };
     let st = state.clone();
-    let page = blocking(move || Ok(st.store.get_log_events(&query)?)).await?;
+    let page =
+        run_blocking(move || st.store.get_log_events(&query).map_err(LogsError::from)).await?;
     let out = GetLogEventsResponse {
         events: page
             .events
@@ -279,7 +250,7 @@ async fn get_log_events(state: ApiState, req: GetLogEventsRequest) -> Result<Res
         next_forward_token: page.next_forward_token,
         next_backward_token: page.next_backward_token,
     };
-    Ok(json_response(&out))
+    amz_json_response(&out)
 }
 
 async fn filter_log_events(
@@ -304,7 +275,8 @@ async fn filter_log_events(
         limit,
     };
     let st = state.clone();
-    let page = blocking(move || Ok(st.store.filter_log_events(&query)?)).await?;
+    let page =
+        run_blocking(move || st.store.filter_log_events(&query).map_err(LogsError::from)).await?;
     let out = FilterLogEventsResponse {
         events: page
             .events
@@ -321,15 +293,7 @@ async fn filter_log_events(
         searched_log_streams: Vec::new(),
         next_token: page.next_token,
     };
-    Ok(json_response(&out))
-}
-
-/// An empty `200` answer, as AWS sends for operations without output.
-fn empty_ok() -> Response {
-    let mut resp = StatusCode::OK.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_1));
-    resp
+    amz_json_response(&out)
 }
 
 async fn delete_log_group(
@@ -338,11 +302,12 @@ async fn delete_log_group(
 ) -> Result<Response, LogsError> {
     let group = required(req.log_group_name, "logGroupName")?;
     let st = state.clone();
-    let deleted = blocking(move || Ok(st.store.delete_log_group(&group)?)).await?;
+    let deleted =
+        run_blocking(move || st.store.delete_log_group(&group).map_err(LogsError::from)).await?;
     if !deleted {
         return Err(LogsError::group_not_found());
     }
-    Ok(empty_ok())
+    Ok(amz_json_empty_ok())
 }
 
 async fn put_retention_policy(
@@ -363,8 +328,13 @@ async fn put_retention_policy(
             )
         })?;
     let st = state.clone();
-    blocking(move || Ok(st.store.set_log_group_retention(&group, Some(days))?)).await?;
-    Ok(empty_ok())
+    run_blocking(move || {
+        st.store
+            .set_log_group_retention(&group, Some(days))
+            .map_err(LogsError::from)
+    })
+    .await?;
+    Ok(amz_json_empty_ok())
 }
 
 async fn delete_retention_policy(
@@ -373,8 +343,13 @@ async fn delete_retention_policy(
 ) -> Result<Response, LogsError> {
     let group = required(req.log_group_name, "logGroupName")?;
     let st = state.clone();
-    blocking(move || Ok(st.store.set_log_group_retention(&group, None)?)).await?;
-    Ok(empty_ok())
+    run_blocking(move || {
+        st.store
+            .set_log_group_retention(&group, None)
+            .map_err(LogsError::from)
+    })
+    .await?;
+    Ok(amz_json_empty_ok())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::body::Body;
 use common::*;
 use http::{Method, Request};
 use serde_json::json;
-use serval_model::{RuleName, RuleState};
+use serval_model::{RuleName, RuleState, RULES_MAX};
 
 const RULE_ARN_PREFIX: &str = "arn:aws:events:us-east-1:000000000000:rule/";
 const FN_ARN: &str = "arn:aws:lambda:us-east-1:000000000000:function:";
@@ -718,6 +718,42 @@ async fn a_rule_takes_at_most_five_targets() {
         400,
         "LimitExceededException",
     );
+}
+
+#[tokio::test]
+async fn the_event_bus_takes_at_most_rules_max_rules() {
+    let h = Harness::new().await;
+    for i in 0..RULES_MAX {
+        put_rule(&h, &format!("r{i:03}"), "rate(1 hour)").await;
+    }
+    // One more is refused, and nothing is stored.
+    let msg = err(
+        &ev(
+            &h,
+            "PutRule",
+            json!({"Name": "one-too-many", "ScheduleExpression": "rate(1 hour)"}),
+        )
+        .await,
+        400,
+        "LimitExceededException",
+    );
+    assert!(
+        msg.starts_with("The requested resource exceeds the maximum number allowed")
+            && msg.contains(&format!("at most {RULES_MAX}")),
+        "{msg}"
+    );
+    err(
+        &ev(&h, "DescribeRule", json!({"Name": "one-too-many"})).await,
+        400,
+        "ResourceNotFoundException",
+    );
+    // Updating an existing rule is always allowed.
+    put_rule(&h, "r000", "rate(2 hours)").await;
+    let r = ok(&ev(&h, "DescribeRule", json!({"Name": "r000"})).await);
+    assert_eq!(r["ScheduleExpression"], "rate(2 hours)");
+    // Deleting one makes room for a new one.
+    ok(&ev(&h, "DeleteRule", json!({"Name": "r001"})).await);
+    put_rule(&h, "one-too-many", "rate(1 hour)").await;
 }
 
 #[tokio::test]

@@ -26,7 +26,8 @@ pub use ids::{EnvironmentId, FunctionName, FunctionRef, Qualifier, RequestId};
 pub use rules::{
     parse_event_bus_name, validate_events_role_arn, validate_rule_description, validate_rule_tags,
     validate_schedule_expression_len, validate_target_arn, validate_target_input, Rule, RuleName,
-    RuleState, RuleTarget, TargetId, DEFAULT_EVENT_BUS, EVENTS_ARN_MAX_LEN, RULE_TARGETS_MAX,
+    RuleState, RuleTarget, TargetId, DEFAULT_EVENT_BUS, EVENTS_ARN_MAX_LEN, RULES_MAX,
+    RULE_TARGETS_MAX,
 };
 pub use runtime::{Runtime, RuntimeFamily};
 pub use triggers::{validate_url_qualifier, Cors, FunctionUrlConfig, UrlAuthType, URL_ID_LEN};

@@ -17,6 +17,12 @@ use crate::{FunctionRef, ValidationError};
 pub const DEFAULT_EVENT_BUS: &str = "default";
 /// Longest rule name and target id.
 pub const RULE_NAME_MAX_LEN: usize = 64;
+/// Most rules the event bus may have: AWS's default quota "Rules", the most rules an account
+/// may have per event bus, which is 300 in every Region but af-south-1 and eu-south-1 (100)
+/// (Amazon EventBridge User Guide, "Amazon EventBridge quotas",
+/// <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html>). Every rule is a
+/// timer the scheduler keeps, so this bounds what PutRule can make it hold.
+pub const RULES_MAX: usize = 300;
 /// Most targets one rule may have (AWS's quota).
 pub const RULE_TARGETS_MAX: usize = 5;
 /// Largest constant `Input` of a target, in bytes.

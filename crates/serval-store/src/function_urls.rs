@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 use serval_model::{FunctionName, FunctionUrlConfig};
 
-use crate::versions::{decode, encode, missing_function_or_db};
+use crate::versions::{decode, encode, missing_or_db};
 use crate::{Store, StoreError};
 
 /// The row key of a URL's qualifier.
@@ -34,7 +34,7 @@ impl Store {
             cfg.url_id,
             json
         ])
-        .map_err(missing_function_or_db(&cfg.function, "put function URL"))?;
+        .map_err(missing_or_db(&cfg.function, "put function URL"))?;
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serval_model::{ApiIntegration, ApiRoute, ApiStage, HttpApi, HttpApiSnapshot};
 
+use crate::versions::{decode, encode, missing_or_db};
 use crate::{Store, StoreError};
 
 /// The kinds of rows in `http_api_parts`, as the `kind` column spells them.
@@ -61,42 +62,6 @@ impl Part for ApiStage {
     }
 }
 
-fn encode<T: Serialize>(what: impl FnOnce() -> String, value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Corrupt {
-        what: what(),
-        source: Box::new(source),
-    })
-}
-
-fn decode<T: DeserializeOwned>(what: impl FnOnce() -> String, json: &str) -> Result<T, StoreError> {
-    serde_json::from_str(json).map_err(|source| StoreError::Corrupt {
-        what: what(),
-        source: Box::new(source),
-    })
-}
-
-/// `NotFound` for a part written to an API that does not exist, named by the API id.
-fn missing_api(api_id: &str) -> StoreError {
-    StoreError::NotFound {
-        name: format!("http api {api_id}"),
-    }
-}
-
-/// Maps an insert's failed foreign key (no row in `http_apis`) to `NotFound`.
-fn missing_api_or_db<'a>(
-    api_id: &'a str,
-    operation: &'static str,
-) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
-    move |source| match &source {
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
-        {
-            missing_api(api_id)
-        }
-        _ => StoreError::Database { operation, source },
-    }
-}
-
 fn put_api_row(conn: &Connection, api: &HttpApi) -> Result<(), StoreError> {
     let json = encode(|| format!("http api {}", api.api_id), api)?;
     conn.prepare_cached(
@@ -119,7 +84,10 @@ fn put_part_row<P: Part>(conn: &Connection, api_id: &str, part: &P) -> Result<()
          ON CONFLICT (api_id, kind, id) DO UPDATE SET config = excluded.config",
     )
     .and_then(|mut stmt| stmt.execute(params![api_id, kind, part.id(), json]))
-    .map_err(missing_api_or_db(api_id, "put http api part"))?;
+    .map_err(missing_or_db(
+        format_args!("http api {api_id}"),
+        "put http api part",
+    ))?;
     Ok(())
 }
 

@@ -69,6 +69,16 @@ impl Store {
         Ok(out)
     }
 
+    /// How many rules there are (PutRule's bound).
+    pub fn count_rules(&self) -> Result<usize, StoreError> {
+        let conn = self.reader();
+        let count: i64 = conn
+            .prepare_cached("SELECT count(*) FROM rules")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(StoreError::db("count rules"))?;
+        Ok(usize::try_from(count).unwrap_or(usize::MAX))
+    }
+
     /// Deletes a rule and its targets; `false` if it did not exist.
     pub fn delete_rule(&self, name: &RuleName) -> Result<bool, StoreError> {
         let w = self.writer();
@@ -256,6 +266,19 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.get_rule(&name("r")).unwrap(), Some(r));
+    }
+
+    #[test]
+    fn counts_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.count_rules().unwrap(), 0);
+        for n in ["a", "b", "b"] {
+            store.put_rule(&rule(n, "rate(1 minute)")).unwrap();
+        }
+        assert_eq!(store.count_rules().unwrap(), 2);
+        store.delete_rule(&name("a")).unwrap();
+        assert_eq!(store.count_rules().unwrap(), 1);
     }
 
     #[test]

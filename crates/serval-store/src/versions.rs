@@ -6,6 +6,8 @@
 //! under its mutation lock before it writes, so these calls need no read-check-write
 //! transactions of their own. Deleting a function (`delete_function`) removes all of them.
 
+use std::fmt::Display;
+
 use rusqlite::{params, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -105,9 +107,10 @@ fn function_name(name: &str) -> Result<FunctionName, StoreError> {
     })
 }
 
-/// Maps an insert's failed foreign key (no row in `functions`) to `NotFound`.
-pub(crate) fn missing_function_or_db<'a>(
-    name: &'a FunctionName,
+/// Maps an insert's failed foreign key (its parent row, such as the function or the HTTP API,
+/// does not exist) to `NotFound` naming `missing`, and any other failure to `Database`.
+pub(crate) fn missing_or_db<'a>(
+    missing: impl Display + 'a,
     operation: &'static str,
 ) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
     move |source| match &source {
@@ -115,7 +118,7 @@ pub(crate) fn missing_function_or_db<'a>(
             if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
         {
             StoreError::NotFound {
-                name: name.to_string(),
+                name: missing.to_string(),
             }
         }
         _ => StoreError::Database { operation, source },
@@ -482,7 +485,7 @@ impl Store {
             .prepare_cached(table.upsert)
             .map_err(StoreError::db("put record"))?;
         stmt.execute(params![name.as_str(), key, json])
-            .map_err(missing_function_or_db(name, "put record"))?;
+            .map_err(missing_or_db(name, "put record"))?;
         Ok(())
     }
 
