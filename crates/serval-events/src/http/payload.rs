@@ -1296,4 +1296,57 @@ mod tests {
             );
         }
     }
+
+    /// The gateway's own work per request, without the network or the function: building a
+    /// typical browser GET's 2.0 event and mapping a typical `{statusCode, headers, body}`
+    /// answer. Prints ns per request; asserts nothing about speed.
+    #[test]
+    #[ignore = "benchmark: cargo test -p serval-events --release --lib bench_payload -- --ignored --nocapture"]
+    fn bench_payload_round_trip() {
+        let headers = headers(&[
+            (
+                "host",
+                "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.localhost:9000",
+            ),
+            (
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0",
+            ),
+            (
+                "accept",
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            ),
+            ("accept-language", "en-US,en;q=0.5"),
+            ("accept-encoding", "gzip, deflate"),
+            ("cookie", "session=abc123; theme=dark"),
+            ("x-forwarded-for", "127.0.0.1"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-port", "9000"),
+        ]);
+        let answer = Bytes::from_static(
+            br#"{"statusCode":200,"headers":{"content-type":"text/html"},"body":"<h1>Hello</h1>"}"#,
+        );
+        let run = |n: u32| {
+            let started = std::time::Instant::now();
+            let mut bytes = 0;
+            for _ in 0..n {
+                let req = request("GET", "/items/42", "q=serval&page=2", &headers, b"");
+                let event = event_v2(&req, &url_context());
+                bytes += event.len();
+                let resp = response_v2(&answer).unwrap();
+                bytes += resp.body.len();
+            }
+            (started.elapsed(), bytes)
+        };
+        run(10_000);
+        for _ in 0..3 {
+            let n = 200_000;
+            let (elapsed, bytes) = run(n);
+            println!(
+                "event_v2 + response_v2: {:.0} ns per request ({} bytes per event and body)",
+                elapsed.as_nanos() as f64 / f64::from(n),
+                bytes / n as usize
+            );
+        }
+    }
 }
