@@ -38,7 +38,7 @@ use serval_events::route::RouteKey;
 use serval_model::{
     ApiIntegration, ApiRoute, ApiStage, Cors, FunctionRef, HttpApi, HttpApiSnapshot, ACCOUNT_ID,
 };
-use serval_store::StoreError;
+use serval_store::{Store, StoreError};
 
 use crate::body::{read_limited, BodyError};
 use crate::error::{chain, ERROR_TYPE_HEADER};
@@ -153,25 +153,9 @@ impl ApigwError {
         )
     }
 
-    fn integration_not_found(integration_id: &str) -> Self {
-        Self::new(
-            ApigwErrorCode::NotFound,
-            format!("Invalid Integration identifier specified {integration_id}"),
-        )
-    }
-
-    fn route_not_found(route_id: &str) -> Self {
-        Self::new(
-            ApigwErrorCode::NotFound,
-            format!("Invalid Route identifier specified {route_id}"),
-        )
-    }
-
-    fn stage_not_found(stage_name: &str) -> Self {
-        Self::new(
-            ApigwErrorCode::NotFound,
-            format!("Invalid stage identifier specified {stage_name}"),
-        )
+    /// `NotFoundException` for an integration, route or stage, in its kind's words.
+    fn part_not_found<P: ApiPart>(id: &str) -> Self {
+        Self::new(ApigwErrorCode::NotFound, format!("{} {id}", P::NOT_FOUND))
     }
 
     /// A platform failure doing `what` (lowercase, names the object); logged at ERROR with
@@ -566,29 +550,33 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v2/apis/{apiId}/cors", delete(delete_cors_configuration))
         .route(
             "/v2/apis/{apiId}/integrations",
-            post(create_integration).get(get_integrations),
+            post(create_integration).get(get_parts::<ApiIntegration>),
         )
         .route(
             "/v2/apis/{apiId}/integrations/{integrationId}",
-            get(get_integration)
+            get(get_part::<ApiIntegration>)
                 .patch(update_integration)
-                .delete(delete_integration),
+                .delete(delete_part::<ApiIntegration>),
         )
         .route(
             "/v2/apis/{apiId}/routes",
-            post(create_route).get(get_routes),
+            post(create_route).get(get_parts::<ApiRoute>),
         )
         .route(
             "/v2/apis/{apiId}/routes/{routeId}",
-            get(get_route).patch(update_route).delete(delete_route),
+            get(get_part::<ApiRoute>)
+                .patch(update_route)
+                .delete(delete_part::<ApiRoute>),
         )
         .route(
             "/v2/apis/{apiId}/stages",
-            post(create_stage).get(get_stages),
+            post(create_stage).get(get_parts::<ApiStage>),
         )
         .route(
             "/v2/apis/{apiId}/stages/{stageName}",
-            get(get_stage).patch(update_stage).delete(delete_stage),
+            get(get_part::<ApiStage>)
+                .patch(update_stage)
+                .delete(delete_part::<ApiStage>),
         )
         .route(
             "/v2/apis/{apiId}/deployments",
@@ -1539,6 +1527,251 @@ async fn delete_cors_configuration(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Integrations, routes and stages: what the three kinds share
+// ---------------------------------------------------------------------------------------------
+
+/// An integration, a route or a stage, as the operations the three kinds share need it: its id,
+/// its place in a snapshot, its store calls, AWS's wording for it and its wire shape.
+trait ApiPart: Clone + Send + Sync + 'static {
+    /// The part as the operations return it.
+    type Out<'a>: Serialize + From<&'a Self>
+    where
+        Self: 'a;
+    /// `NotFoundException`'s message up to the id, in AWS's words.
+    const NOT_FOUND: &'static str;
+    /// The kind in "Maximum number of <kind> for this API".
+    const PLURAL: &'static str;
+    /// Most parts of this kind in one API.
+    const MAX: usize;
+    /// `BadRequestException`'s message for deleting the part quick create made.
+    const MANAGED_DELETE: &'static str;
+
+    /// The id within the API: an integration or route id, a stage name.
+    fn id(&self) -> &str;
+    /// Whether quick create made the part (`apiGatewayManaged`).
+    fn managed(&self) -> bool;
+    /// The API's parts of this kind, by id.
+    fn of(snapshot: &HttpApiSnapshot) -> &[Self];
+    fn put(&self, store: &Store, api_id: &str) -> Result<(), StoreError>;
+    fn delete(store: &Store, api_id: &str, id: &str) -> Result<bool, StoreError>;
+    /// Refuses to delete a part the API still uses (the part quick create made is refused
+    /// before this is asked).
+    fn check_unused(&self, _snapshot: &HttpApiSnapshot) -> Result<(), ApigwError> {
+        Ok(())
+    }
+}
+
+impl ApiPart for ApiIntegration {
+    type Out<'a> = IntegrationOut<'a>;
+    const NOT_FOUND: &'static str = "Invalid Integration identifier specified";
+    const PLURAL: &'static str = "Integrations";
+    const MAX: usize = INTEGRATIONS_PER_API_MAX;
+    const MANAGED_DELETE: &'static str = "Cannot delete an Integration managed by API Gateway (made by quick create); update it with UpdateApi target, or delete the API";
+
+    fn id(&self) -> &str {
+        &self.integration_id
+    }
+    fn managed(&self) -> bool {
+        self.api_gateway_managed
+    }
+    fn of(snapshot: &HttpApiSnapshot) -> &[Self] {
+        &snapshot.integrations
+    }
+    fn put(&self, store: &Store, api_id: &str) -> Result<(), StoreError> {
+        store.put_api_integration(api_id, self)
+    }
+    fn delete(store: &Store, api_id: &str, id: &str) -> Result<bool, StoreError> {
+        store.delete_api_integration(api_id, id)
+    }
+    /// Refused while routes target it (`ConflictException`, as AWS).
+    fn check_unused(&self, snapshot: &HttpApiSnapshot) -> Result<(), ApigwError> {
+        let target = format!("integrations/{}", self.integration_id);
+        let users: Vec<&str> = snapshot
+            .routes
+            .iter()
+            .filter(|r| r.target.as_deref() == Some(target.as_str()))
+            .map(|r| r.route_id.as_str())
+            .collect();
+        if users.is_empty() {
+            Ok(())
+        } else {
+            Err(ApigwError::conflict(format!(
+                "Cannot delete Integration because it is referenced by the following Routes with Ids: [{}]",
+                users.join(", ")
+            )))
+        }
+    }
+}
+
+impl ApiPart for ApiRoute {
+    type Out<'a> = RouteOut<'a>;
+    const NOT_FOUND: &'static str = "Invalid Route identifier specified";
+    const PLURAL: &'static str = "Routes";
+    const MAX: usize = ROUTES_PER_API_MAX;
+    const MANAGED_DELETE: &'static str =
+        "Cannot delete a Route managed by API Gateway (made by quick create); delete the API";
+
+    fn id(&self) -> &str {
+        &self.route_id
+    }
+    fn managed(&self) -> bool {
+        self.api_gateway_managed
+    }
+    fn of(snapshot: &HttpApiSnapshot) -> &[Self] {
+        &snapshot.routes
+    }
+    fn put(&self, store: &Store, api_id: &str) -> Result<(), StoreError> {
+        store.put_api_route(api_id, self)
+    }
+    fn delete(store: &Store, api_id: &str, id: &str) -> Result<bool, StoreError> {
+        store.delete_api_route(api_id, id)
+    }
+}
+
+impl ApiPart for ApiStage {
+    type Out<'a> = StageOut<'a>;
+    const NOT_FOUND: &'static str = "Invalid stage identifier specified";
+    const PLURAL: &'static str = "Stages";
+    const MAX: usize = STAGES_PER_API_MAX;
+    const MANAGED_DELETE: &'static str =
+        "Cannot delete a Stage managed by API Gateway (made by quick create); delete the API";
+
+    fn id(&self) -> &str {
+        &self.stage_name
+    }
+    fn managed(&self) -> bool {
+        self.api_gateway_managed
+    }
+    fn of(snapshot: &HttpApiSnapshot) -> &[Self] {
+        &snapshot.stages
+    }
+    fn put(&self, store: &Store, api_id: &str) -> Result<(), StoreError> {
+        store.put_api_stage(api_id, self)
+    }
+    fn delete(store: &Store, api_id: &str, id: &str) -> Result<bool, StoreError> {
+        store.delete_api_stage(api_id, id)
+    }
+}
+
+/// The API's part `id`, or `NotFoundException` in its kind's words.
+fn find<'s, P: ApiPart>(snapshot: &'s HttpApiSnapshot, id: &str) -> Result<&'s P, ApigwError> {
+    P::of(snapshot)
+        .iter()
+        .find(|p| p.id() == id)
+        .ok_or_else(|| ApigwError::part_not_found::<P>(id))
+}
+
+/// A part as the operations return it, with `status`.
+fn part_response<P: ApiPart>(status: StatusCode, part: &P) -> Response {
+    json_response(status, &P::Out::from(part))
+}
+
+/// `BadRequestException` when the API has as many parts of this kind as it may.
+fn check_room<P: ApiPart>(snapshot: &HttpApiSnapshot) -> Result<(), ApigwError> {
+    if P::of(snapshot).len() >= P::MAX {
+        return Err(ApigwError::bad_request(format!(
+            "Maximum number of {} for this API ({}) has been reached",
+            P::PLURAL,
+            P::MAX
+        )));
+    }
+    Ok(())
+}
+
+/// A random part id the API's parts of this kind do not use.
+fn fresh_part_id<P: ApiPart>(snapshot: &HttpApiSnapshot) -> Result<String, ApigwError> {
+    fresh_id(PART_ID_LEN, |id| {
+        Ok(P::of(snapshot).iter().any(|p| p.id() == id))
+    })
+}
+
+/// CreateIntegration, CreateRoute and CreateStage once the request is checked: under the
+/// mutation lock, the part `make` builds from the API as it is (checking what needs it),
+/// stored and published; 201 and the part.
+async fn create_part<P: ApiPart>(
+    state: &ApiState,
+    api_id: String,
+    make: impl FnOnce(&HttpApiSnapshot) -> Result<P, ApigwError> + Send + 'static,
+) -> Result<Response, ApigwError> {
+    let part = run_mutation(state, move |st| -> Result<_, ApigwError> {
+        let part = make(&load(st, &api_id)?)?;
+        part.put(&st.store, &api_id)?;
+        publish(st, &api_id);
+        Ok(part)
+    })
+    .await?;
+    Ok(part_response(StatusCode::CREATED, &part))
+}
+
+/// `GET /v2/apis/{apiId}/{integrations|routes|stages}/{id}`.
+async fn get_part<P: ApiPart>(
+    State(state): State<ApiState>,
+    PartId(api_id, id): PartId,
+) -> Result<Response, ApigwError> {
+    let part = run_blocking(move || find::<P>(&load(&state, &api_id)?, &id).cloned()).await?;
+    Ok(part_response(StatusCode::OK, &part))
+}
+
+/// `GET /v2/apis/{apiId}/{integrations|routes|stages}`: by id (a stage's is its name), in
+/// pages.
+async fn get_parts<P: ApiPart>(
+    State(state): State<ApiState>,
+    ApiId(api_id): ApiId,
+    uri: Uri,
+) -> Result<Response, ApigwError> {
+    let query = page_query(&uri)?;
+    let all = run_blocking(move || load(&state, &api_id).map(|api| P::of(&api).to_vec())).await?;
+    let (items, next_token) = page(all, P::id, &query);
+    let items: Vec<P::Out<'_>> = items.iter().map(P::Out::from).collect();
+    // Bound before returning: the page borrows `items`, which a tail expression's temporaries
+    // would outlive.
+    let resp = json_response(StatusCode::OK, &PageOut { items, next_token });
+    Ok(resp)
+}
+
+/// UpdateIntegration, UpdateRoute and UpdateStage once the request is checked: under the
+/// mutation lock, the part (or `NotFoundException`) changed by `apply`, which sees the API as
+/// it is, stored and published; 200 and the part.
+async fn update_part<P: ApiPart>(
+    state: &ApiState,
+    api_id: String,
+    id: String,
+    apply: impl FnOnce(&HttpApiSnapshot, &mut P) -> Result<(), ApigwError> + Send + 'static,
+) -> Result<Response, ApigwError> {
+    let part = run_mutation(state, move |st| -> Result<_, ApigwError> {
+        let snapshot = load(st, &api_id)?;
+        let mut part = find::<P>(&snapshot, &id)?.clone();
+        apply(&snapshot, &mut part)?;
+        part.put(&st.store, &api_id)?;
+        publish(st, &api_id);
+        Ok(part)
+    })
+    .await?;
+    Ok(part_response(StatusCode::OK, &part))
+}
+
+/// `DELETE /v2/apis/{apiId}/{integrations|routes|stages}/{id}`: 204. The part quick create
+/// made stays, and so does one the API still uses ([`ApiPart::check_unused`]).
+async fn delete_part<P: ApiPart>(
+    State(state): State<ApiState>,
+    PartId(api_id, id): PartId,
+) -> Result<Response, ApigwError> {
+    run_mutation(&state, move |st| -> Result<_, ApigwError> {
+        let snapshot = load(st, &api_id)?;
+        let part = find::<P>(&snapshot, &id)?;
+        if part.managed() {
+            return Err(ApigwError::bad_request(P::MANAGED_DELETE));
+        }
+        part.check_unused(&snapshot)?;
+        P::delete(&st.store, &api_id, &id)?;
+        publish(st, &api_id);
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Integrations
 // ---------------------------------------------------------------------------------------------
 
@@ -1567,18 +1800,10 @@ async fn create_integration(
     if let Some(method) = &req.integration_method {
         check_len("integrationMethod", method, 1, 64)?;
     }
-    let integration = run_mutation(&state, move |st| -> Result<_, ApigwError> {
-        let snapshot = load(st, &api_id)?;
-        if snapshot.integrations.len() >= INTEGRATIONS_PER_API_MAX {
-            return Err(ApigwError::bad_request(format!(
-                "Maximum number of Integrations for this API ({INTEGRATIONS_PER_API_MAX}) has been reached"
-            )));
-        }
-        let integration_id = fresh_id(PART_ID_LEN, |id| {
-            Ok(snapshot.integrations.iter().any(|i| i.integration_id == id))
-        })?;
-        let integration = ApiIntegration {
-            integration_id,
+    create_part(&state, api_id, move |snapshot| {
+        check_room::<ApiIntegration>(snapshot)?;
+        Ok(ApiIntegration {
+            integration_id: fresh_part_id::<ApiIntegration>(snapshot)?,
             integration_type: "AWS_PROXY".into(),
             integration_uri: uri,
             payload_format_version,
@@ -1587,54 +1812,9 @@ async fn create_integration(
             integration_method: Some(req.integration_method.unwrap_or_else(|| "POST".into())),
             connection_type,
             api_gateway_managed: false,
-        };
-        st.store.put_api_integration(&api_id, &integration)?;
-        publish(st, &api_id);
-        Ok(integration)
+        })
     })
-    .await?;
-    Ok(json_response(
-        StatusCode::CREATED,
-        &IntegrationOut::from(&integration),
-    ))
-}
-
-/// `GET /v2/apis/{apiId}/integrations/{integrationId}`.
-async fn get_integration(
-    State(state): State<ApiState>,
-    PartId(api_id, integration_id): PartId,
-) -> Result<Response, ApigwError> {
-    let st = state.clone();
-    let integration = run_blocking(move || {
-        if st.store.get_http_api(&api_id)?.is_none() {
-            return Err(ApigwError::api_not_found(&api_id));
-        }
-        st.store
-            .get_api_integration(&api_id, &integration_id)?
-            .ok_or_else(|| ApigwError::integration_not_found(&integration_id))
-    })
-    .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &IntegrationOut::from(&integration),
-    ))
-}
-
-/// `GET /v2/apis/{apiId}/integrations`: by id, in pages.
-async fn get_integrations(
-    State(state): State<ApiState>,
-    ApiId(api_id): ApiId,
-    uri: Uri,
-) -> Result<Response, ApigwError> {
-    let query = page_query(&uri)?;
-    let st = state.clone();
-    let all = run_blocking(move || load(&st, &api_id).map(|api| api.integrations)).await?;
-    let (items, next_token) = page(all, |i| &i.integration_id, &query);
-    let items = items.iter().map(IntegrationOut::from).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &PageOut { items, next_token },
-    ))
+    .await
 }
 
 /// `PATCH /v2/apis/{apiId}/integrations/{integrationId}`: the given members replace the
@@ -1664,76 +1844,30 @@ async fn update_integration(
     if let Some(method) = &req.integration_method {
         check_len("integrationMethod", method, 1, 64)?;
     }
-    let integration = run_mutation(&state, move |st| -> Result<_, ApigwError> {
-        let snapshot = load(st, &api_id)?;
-        let mut integration = snapshot
-            .integrations
-            .into_iter()
-            .find(|i| i.integration_id == integration_id)
-            .ok_or_else(|| ApigwError::integration_not_found(&integration_id))?;
-        if let Some(uri) = req.integration_uri {
-            integration.integration_uri = uri;
-        }
-        if let Some(v) = req.payload_format_version {
-            integration.payload_format_version = v;
-        }
-        if let Some(ms) = timeout {
-            integration.timeout_in_millis = ms;
-        }
-        if let Some(d) = req.description {
-            integration.description = Some(d);
-        }
-        if let Some(m) = req.integration_method {
-            integration.integration_method = Some(m);
-        }
-        st.store.put_api_integration(&api_id, &integration)?;
-        publish(st, &api_id);
-        Ok(integration)
-    })
-    .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &IntegrationOut::from(&integration),
-    ))
-}
-
-/// `DELETE /v2/apis/{apiId}/integrations/{integrationId}`: 204. Refused while routes target
-/// it (`ConflictException`, as AWS) and for the one quick create made.
-async fn delete_integration(
-    State(state): State<ApiState>,
-    PartId(api_id, integration_id): PartId,
-) -> Result<Response, ApigwError> {
-    run_mutation(&state, move |st| -> Result<_, ApigwError> {
-        let snapshot = load(st, &api_id)?;
-        let integration = snapshot
-            .integrations
-            .iter()
-            .find(|i| i.integration_id == integration_id)
-            .ok_or_else(|| ApigwError::integration_not_found(&integration_id))?;
-        if integration.api_gateway_managed {
-            return Err(ApigwError::bad_request(
-                "Cannot delete an Integration managed by API Gateway (made by quick create); update it with UpdateApi target, or delete the API",
-            ));
-        }
-        let target = format!("integrations/{integration_id}");
-        let users: Vec<&str> = snapshot
-            .routes
-            .iter()
-            .filter(|r| r.target.as_deref() == Some(target.as_str()))
-            .map(|r| r.route_id.as_str())
-            .collect();
-        if !users.is_empty() {
-            return Err(ApigwError::conflict(format!(
-                "Cannot delete Integration because it is referenced by the following Routes with Ids: [{}]",
-                users.join(", ")
-            )));
-        }
-        st.store.delete_api_integration(&api_id, &integration_id)?;
-        publish(st, &api_id);
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    update_part(
+        &state,
+        api_id,
+        integration_id,
+        move |_, integration: &mut ApiIntegration| {
+            if let Some(uri) = req.integration_uri {
+                integration.integration_uri = uri;
+            }
+            if let Some(v) = req.payload_format_version {
+                integration.payload_format_version = v;
+            }
+            if let Some(ms) = timeout {
+                integration.timeout_in_millis = ms;
+            }
+            if let Some(d) = req.description {
+                integration.description = Some(d);
+            }
+            if let Some(m) = req.integration_method {
+                integration.integration_method = Some(m);
+            }
+            Ok(())
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1769,70 +1903,23 @@ async fn create_route(
     if let Some(target) = &req.target {
         parse_target(target)?;
     }
-    let route = run_mutation(&state, move |st| -> Result<_, ApigwError> {
-        let snapshot = load(st, &api_id)?;
-        if snapshot.routes.len() >= ROUTES_PER_API_MAX {
-            return Err(ApigwError::bad_request(format!(
-                "Maximum number of Routes for this API ({ROUTES_PER_API_MAX}) has been reached"
-            )));
-        }
+    create_part(&state, api_id, move |snapshot| {
+        check_room::<ApiRoute>(snapshot)?;
         check_route_key_free(&route_key, &snapshot.routes, None)?;
         if let Some(target) = &req.target {
-            check_target_exists(target, &snapshot)?;
+            check_target_exists(target, snapshot)?;
         }
-        let route_id = fresh_id(PART_ID_LEN, |id| {
-            Ok(snapshot.routes.iter().any(|r| r.route_id == id))
-        })?;
-        let route = ApiRoute {
-            route_id,
+        Ok(ApiRoute {
+            route_id: fresh_part_id::<ApiRoute>(snapshot)?,
             route_key,
             target: req.target,
             authorization_type: "NONE".into(),
             api_key_required: false,
             operation_name: req.operation_name,
             api_gateway_managed: false,
-        };
-        st.store.put_api_route(&api_id, &route)?;
-        publish(st, &api_id);
-        Ok(route)
+        })
     })
-    .await?;
-    Ok(json_response(StatusCode::CREATED, &RouteOut::from(&route)))
-}
-
-/// `GET /v2/apis/{apiId}/routes/{routeId}`.
-async fn get_route(
-    State(state): State<ApiState>,
-    PartId(api_id, route_id): PartId,
-) -> Result<Response, ApigwError> {
-    let st = state.clone();
-    let route = run_blocking(move || {
-        if st.store.get_http_api(&api_id)?.is_none() {
-            return Err(ApigwError::api_not_found(&api_id));
-        }
-        st.store
-            .get_api_route(&api_id, &route_id)?
-            .ok_or_else(|| ApigwError::route_not_found(&route_id))
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &RouteOut::from(&route)))
-}
-
-/// `GET /v2/apis/{apiId}/routes`: by id, in pages.
-async fn get_routes(
-    State(state): State<ApiState>,
-    ApiId(api_id): ApiId,
-    uri: Uri,
-) -> Result<Response, ApigwError> {
-    let query = page_query(&uri)?;
-    let st = state.clone();
-    let all = run_blocking(move || load(&st, &api_id).map(|api| api.routes)).await?;
-    let (items, next_token) = page(all, |r| &r.route_id, &query);
-    let items = items.iter().map(RouteOut::from).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &PageOut { items, next_token },
-    ))
+    .await
 }
 
 /// `PATCH /v2/apis/{apiId}/routes/{routeId}`: the given members replace the route's; an empty
@@ -1852,67 +1939,37 @@ async fn update_route(
     if let Some(target) = req.target.as_deref().filter(|t| !t.is_empty()) {
         parse_target(target)?;
     }
-    let route = run_mutation(&state, move |st| -> Result<_, ApigwError> {
-        let snapshot = load(st, &api_id)?;
-        let mut route = snapshot
-            .routes
-            .iter()
-            .find(|r| r.route_id == route_id)
-            .cloned()
-            .ok_or_else(|| ApigwError::route_not_found(&route_id))?;
-        if let Some(key) = req.route_key {
-            if key != route.route_key {
-                if route.api_gateway_managed {
-                    return Err(ApigwError::bad_request(
-                        "The route key of a route managed by API Gateway (made by quick create) cannot be modified here; use UpdateApi routeKey",
-                    ));
+    update_part(
+        &state,
+        api_id,
+        route_id,
+        move |snapshot, route: &mut ApiRoute| {
+            if let Some(key) = req.route_key {
+                if key != route.route_key {
+                    if route.api_gateway_managed {
+                        return Err(ApigwError::bad_request(
+                            "The route key of a route managed by API Gateway (made by quick create) cannot be modified here; use UpdateApi routeKey",
+                        ));
+                    }
+                    check_route_key_free(&key, &snapshot.routes, Some(&route.route_id))?;
+                    route.route_key = key;
                 }
-                check_route_key_free(&key, &snapshot.routes, Some(&route_id))?;
-                route.route_key = key;
             }
-        }
-        match req.target {
-            Some(target) if target.is_empty() => route.target = None,
-            Some(target) => {
-                check_target_exists(&target, &snapshot)?;
-                route.target = Some(target);
+            match req.target {
+                Some(target) if target.is_empty() => route.target = None,
+                Some(target) => {
+                    check_target_exists(&target, snapshot)?;
+                    route.target = Some(target);
+                }
+                None => {}
             }
-            None => {}
-        }
-        if let Some(name) = req.operation_name {
-            route.operation_name = Some(name);
-        }
-        st.store.put_api_route(&api_id, &route)?;
-        publish(st, &api_id);
-        Ok(route)
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &RouteOut::from(&route)))
-}
-
-/// `DELETE /v2/apis/{apiId}/routes/{routeId}`: 204. The route quick create made stays.
-async fn delete_route(
-    State(state): State<ApiState>,
-    PartId(api_id, route_id): PartId,
-) -> Result<Response, ApigwError> {
-    run_mutation(&state, move |st| -> Result<_, ApigwError> {
-        let snapshot = load(st, &api_id)?;
-        let route = snapshot
-            .routes
-            .iter()
-            .find(|r| r.route_id == route_id)
-            .ok_or_else(|| ApigwError::route_not_found(&route_id))?;
-        if route.api_gateway_managed {
-            return Err(ApigwError::bad_request(
-                "Cannot delete a Route managed by API Gateway (made by quick create); delete the API",
-            ));
-        }
-        st.store.delete_api_route(&api_id, &route_id)?;
-        publish(st, &api_id);
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+            if let Some(name) = req.operation_name {
+                route.operation_name = Some(name);
+            }
+            Ok(())
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1930,20 +1987,15 @@ async fn create_stage(
     let stage_name = required(req.stage_name.clone(), "stageName")?;
     check_stage_name(&stage_name)?;
     refuse_unsupported_stage_members(&req)?;
-    let stage = run_mutation(&state, move |st| -> Result<_, ApigwError> {
-        let snapshot = load(st, &api_id)?;
+    create_part(&state, api_id, move |snapshot| {
         if snapshot.stages.iter().any(|s| s.stage_name == stage_name) {
             return Err(ApigwError::conflict(format!(
                 "Stage {stage_name} already exists"
             )));
         }
-        if snapshot.stages.len() >= STAGES_PER_API_MAX {
-            return Err(ApigwError::bad_request(format!(
-                "Maximum number of Stages for this API ({STAGES_PER_API_MAX}) has been reached"
-            )));
-        }
+        check_room::<ApiStage>(snapshot)?;
         let now = now_iso8601();
-        let stage = ApiStage {
+        Ok(ApiStage {
             stage_name,
             auto_deploy: req.auto_deploy.unwrap_or(false),
             description: req.description,
@@ -1952,48 +2004,9 @@ async fn create_stage(
             last_updated_date: now,
             tags: req.tags.unwrap_or_default(),
             api_gateway_managed: false,
-        };
-        st.store.put_api_stage(&api_id, &stage)?;
-        publish(st, &api_id);
-        Ok(stage)
+        })
     })
-    .await?;
-    Ok(json_response(StatusCode::CREATED, &StageOut::from(&stage)))
-}
-
-/// `GET /v2/apis/{apiId}/stages/{stageName}`.
-async fn get_stage(
-    State(state): State<ApiState>,
-    PartId(api_id, stage_name): PartId,
-) -> Result<Response, ApigwError> {
-    let st = state.clone();
-    let stage = run_blocking(move || {
-        if st.store.get_http_api(&api_id)?.is_none() {
-            return Err(ApigwError::api_not_found(&api_id));
-        }
-        st.store
-            .get_api_stage(&api_id, &stage_name)?
-            .ok_or_else(|| ApigwError::stage_not_found(&stage_name))
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &StageOut::from(&stage)))
-}
-
-/// `GET /v2/apis/{apiId}/stages`: by name, in pages.
-async fn get_stages(
-    State(state): State<ApiState>,
-    ApiId(api_id): ApiId,
-    uri: Uri,
-) -> Result<Response, ApigwError> {
-    let query = page_query(&uri)?;
-    let st = state.clone();
-    let all = run_blocking(move || load(&st, &api_id).map(|api| api.stages)).await?;
-    let (items, next_token) = page(all, |s| &s.stage_name, &query);
-    let items = items.iter().map(StageOut::from).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &PageOut { items, next_token },
-    ))
+    .await
 }
 
 /// `PATCH /v2/apis/{apiId}/stages/{stageName}`: the given members replace the stage's (a
@@ -2012,59 +2025,30 @@ async fn update_stage(
         ));
     }
     refuse_unsupported_stage_members(&req)?;
-    let stage = run_mutation(&state, move |st| -> Result<_, ApigwError> {
-        let snapshot = load(st, &api_id)?;
-        let mut stage = snapshot
-            .stages
-            .into_iter()
-            .find(|s| s.stage_name == stage_name)
-            .ok_or_else(|| ApigwError::stage_not_found(&stage_name))?;
-        if stage.api_gateway_managed {
-            return Err(ApigwError::bad_request(
-                "Cannot modify a Stage managed by API Gateway (made by quick create)",
-            ));
-        }
-        if let Some(auto_deploy) = req.auto_deploy {
-            stage.auto_deploy = auto_deploy;
-        }
-        if let Some(d) = req.description {
-            stage.description = Some(d);
-        }
-        if let Some(vars) = req.stage_variables {
-            stage.stage_variables = vars;
-        }
-        stage.last_updated_date = now_iso8601();
-        st.store.put_api_stage(&api_id, &stage)?;
-        publish(st, &api_id);
-        Ok(stage)
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &StageOut::from(&stage)))
-}
-
-/// `DELETE /v2/apis/{apiId}/stages/{stageName}`: 204. The stage quick create made stays.
-async fn delete_stage(
-    State(state): State<ApiState>,
-    PartId(api_id, stage_name): PartId,
-) -> Result<Response, ApigwError> {
-    run_mutation(&state, move |st| -> Result<_, ApigwError> {
-        let snapshot = load(st, &api_id)?;
-        let stage = snapshot
-            .stages
-            .iter()
-            .find(|s| s.stage_name == stage_name)
-            .ok_or_else(|| ApigwError::stage_not_found(&stage_name))?;
-        if stage.api_gateway_managed {
-            return Err(ApigwError::bad_request(
-                "Cannot delete a Stage managed by API Gateway (made by quick create); delete the API",
-            ));
-        }
-        st.store.delete_api_stage(&api_id, &stage_name)?;
-        publish(st, &api_id);
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    update_part(
+        &state,
+        api_id,
+        stage_name,
+        move |_, stage: &mut ApiStage| {
+            if stage.api_gateway_managed {
+                return Err(ApigwError::bad_request(
+                    "Cannot modify a Stage managed by API Gateway (made by quick create)",
+                ));
+            }
+            if let Some(auto_deploy) = req.auto_deploy {
+                stage.auto_deploy = auto_deploy;
+            }
+            if let Some(d) = req.description {
+                stage.description = Some(d);
+            }
+            if let Some(vars) = req.stage_variables {
+                stage.stage_variables = vars;
+            }
+            stage.last_updated_date = now_iso8601();
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// `POST /v2/apis/{apiId}/deployments`: 201, a no-op. Every stage already serves the API's
@@ -2084,7 +2068,7 @@ async fn create_deployment(
         let snapshot = load(&st, &api_id)?;
         if let Some(name) = &stage_name {
             if !snapshot.stages.iter().any(|s| &s.stage_name == name) {
-                return Err(ApigwError::stage_not_found(name));
+                return Err(ApigwError::part_not_found::<ApiStage>(name));
             }
         }
         Ok(())
