@@ -24,7 +24,8 @@ use serde::Serialize;
 
 use super::load::{self, InvokeTemplate, Samples};
 use super::{
-    bench_target, clean_up, forget, ms, percentile, rate, remember, BenchArgs, BenchFunction,
+    bench_target, clean_up, forget, percentile, remember, sequential_report, throughput_report,
+    BenchArgs, BenchFunction, SequentialReport, ThroughputReport,
 };
 use crate::client::{Client, CreateFunctionInput, Endpoint, FunctionCode, DEFAULT_ROLE};
 use crate::cmd::deploy::wait_ready;
@@ -38,43 +39,26 @@ const WARMUP: u64 = 200;
 /// Each sequential round stops after this long even if not all requests were made.
 const ROUND_TIME_CAP: Duration = Duration::from_secs(60);
 
-/// Latency of one path.
-#[derive(Debug, Serialize)]
-pub struct PathLatency {
-    pub requests: u64,
-    pub errors: u64,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub p999_ms: Option<f64>,
-    pub requests_per_s: f64,
-    pub first_error: Option<String>,
-}
-
 /// One closed-loop run of one path.
 #[derive(Debug, Serialize)]
-pub struct HttpThroughput {
+pub struct PathThroughput {
     /// `invoke` or `url`.
     pub path: &'static str,
-    pub concurrency: u32,
-    pub requests: u64,
-    pub errors: u64,
-    pub requests_per_s: f64,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub first_error: Option<String>,
+    #[serde(flatten)]
+    pub run: ThroughputReport,
 }
 
 /// Everything measured for one function.
 #[derive(Debug, Serialize)]
 pub struct HttpFunctionReport {
     pub function: BenchFunction,
-    pub direct_invoke: PathLatency,
-    pub function_url: PathLatency,
+    pub direct_invoke: SequentialReport,
+    pub function_url: SequentialReport,
     /// Function URL p50 − direct Invoke p50, microseconds.
     pub added_p50_us: Option<f64>,
     /// The same difference within each interleaved round (its spread shows the noise).
     pub added_p50_us_by_round: Vec<Option<f64>>,
-    pub throughput: Vec<HttpThroughput>,
+    pub throughput: Vec<PathThroughput>,
 }
 
 /// `serval bench --http`'s report.
@@ -201,19 +185,11 @@ async fn measure(
                     "{label}: {path}, {concurrency} clients for {:?}",
                     args.duration
                 ));
-                let (mut samples, elapsed) =
+                let (samples, elapsed) =
                     load::closed_loop(template.clone(), concurrency, 3, args.duration).await?;
-                samples.latencies_ns.sort_unstable();
-                let n = samples.latencies_ns.len() as u64;
-                throughput.push(HttpThroughput {
+                throughput.push(PathThroughput {
                     path,
-                    concurrency,
-                    requests: n,
-                    errors: samples.errors,
-                    requests_per_s: rate(n, elapsed),
-                    p50_ms: ms(percentile(&samples.latencies_ns, 0.5)),
-                    p99_ms: ms(percentile(&samples.latencies_ns, 0.99)),
-                    first_error: samples.first_error,
+                    run: throughput_report(concurrency, samples, elapsed),
                 });
             }
         }
@@ -222,8 +198,8 @@ async fn measure(
         client.delete_function(&name).await.ok();
         reports.push(HttpFunctionReport {
             function,
-            direct_invoke: path_latency(all_direct, direct_time),
-            function_url: path_latency(all_url, url_time),
+            direct_invoke: sequential_report(all_direct, direct_time),
+            function_url: sequential_report(all_url, url_time),
             added_p50_us,
             added_p50_us_by_round: by_round,
             throughput,
@@ -246,19 +222,6 @@ fn added_us(direct: &[u64], url: &[u64]) -> Option<f64> {
     let u = percentile(url, 0.5)?;
     let diff = u.as_nanos() as f64 - d.as_nanos() as f64;
     Some((diff / 100.0).round() / 10.0)
-}
-
-fn path_latency(samples: Samples, elapsed: Duration) -> PathLatency {
-    let n = samples.latencies_ns.len() as u64;
-    PathLatency {
-        requests: n,
-        errors: samples.errors,
-        p50_ms: ms(percentile(&samples.latencies_ns, 0.5)),
-        p99_ms: ms(percentile(&samples.latencies_ns, 0.99)),
-        p999_ms: ms(percentile(&samples.latencies_ns, 0.999)),
-        requests_per_s: rate(n, elapsed),
-        first_error: samples.first_error,
-    }
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -292,12 +255,12 @@ fn render(report: &HttpReport, args: &BenchArgs) -> String {
             latency.row(vec![
                 f.function.label().to_owned(),
                 path.to_owned(),
-                l.requests.to_string(),
+                l.invokes.to_string(),
                 l.errors.to_string(),
                 fmt_ms(l.p50_ms),
                 fmt_ms(l.p99_ms),
                 fmt_ms(l.p999_ms),
-                format!("{:.0}", l.requests_per_s),
+                format!("{:.0}", l.invokes_per_s),
             ]);
         }
     }
@@ -322,14 +285,14 @@ fn render(report: &HttpReport, args: &BenchArgs) -> String {
         ("p99", Align::Right),
     ]);
     for f in &report.functions {
-        for t in &f.throughput {
+        for PathThroughput { path, run: t } in &f.throughput {
             tput.row(vec![
                 f.function.label().to_owned(),
-                t.path.to_owned(),
+                (*path).to_owned(),
                 t.concurrency.to_string(),
-                t.requests.to_string(),
+                t.invokes.to_string(),
                 t.errors.to_string(),
-                format!("{:.0}", t.requests_per_s),
+                format!("{:.0}", t.invokes_per_s),
                 fmt_ms(t.p50_ms),
                 fmt_ms(t.p99_ms),
             ]);
@@ -338,12 +301,11 @@ fn render(report: &HttpReport, args: &BenchArgs) -> String {
     out.push('\n');
     out.push_str(&tput.render());
     for f in &report.functions {
-        for t in &f.throughput {
+        for PathThroughput { path, run: t } in &f.throughput {
             if let Some(e) = &t.first_error {
                 out.push_str(&format!(
-                    "{} {} x{}: first error: {e}\n",
+                    "{} {path} x{}: first error: {e}\n",
                     f.function.label(),
-                    t.path,
                     t.concurrency
                 ));
             }
