@@ -6,6 +6,7 @@
 //! <https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html>
 //! and <https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html>.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -112,31 +113,42 @@ pub fn is_text_content_type(content_type: Option<&str>) -> bool {
 /// `12/Mar/2020:19:03:58 +0000`, `timeEpoch` in ms), `pathParameters`, `stageVariables`,
 /// `body` (absent when empty; base64 unless text) and `isBase64Encoded`.
 pub fn event_v2(req: &RequestInfo<'_>, ctx: &ContextInfo<'_>) -> Vec<u8> {
-    let cookies: Vec<String> = req
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|value| {
-            header_text(value)
-                .split(';')
-                .map(|c| c.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .filter(|c| !c.is_empty())
-        .collect();
-    let mut headers = BTreeMap::new();
+    // Borrowed from the request wherever the text is already UTF-8: an event is built per
+    // request, and most of it is the request's own header text.
+    let mut cookies: Vec<Cow<'_, str>> = Vec::new();
+    for value in req.headers.get_all(http::header::COOKIE) {
+        match value.to_str() {
+            Ok(text) => cookies.extend(
+                text.split(';')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(Cow::Borrowed),
+            ),
+            Err(_) => cookies.extend(
+                header_text(value)
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(|c| Cow::Owned(c.to_owned())),
+            ),
+        }
+    }
+    let mut headers: BTreeMap<&str, Cow<'_, str>> = BTreeMap::new();
     for name in req.headers.keys() {
         if name == http::header::COOKIE {
             continue;
         }
-        let joined = req
-            .headers
-            .get_all(name)
-            .iter()
-            .map(header_text)
-            .collect::<Vec<_>>()
-            .join(",");
-        headers.insert(name.as_str().to_owned(), joined);
+        let mut values = req.headers.get_all(name).iter();
+        let Some(first) = values.next() else {
+            continue;
+        };
+        let mut joined = header_text(first);
+        for more in values {
+            let text = joined.to_mut();
+            text.push(',');
+            text.push_str(&header_text(more));
+        }
+        headers.insert(name.as_str(), joined);
     }
     let query = parse_query(req.raw_query);
     let query_string_parameters = (!query.is_empty()).then(|| {
@@ -177,7 +189,10 @@ pub fn event_v2(req: &RequestInfo<'_>, ctx: &ContextInfo<'_>) -> Vec<u8> {
         body,
         is_base64_encoded,
     };
-    serde_json::to_vec(&event).expect("an event of strings and maps always serializes")
+    let mut out = Vec::with_capacity(1024 + req.body.len() * 4 / 3);
+    serde_json::to_writer(&mut out, &event)
+        .expect("an event of strings and maps always serializes");
+    out
 }
 
 /// The payload format 1.0 event (REST-API style): `version: "1.0"`, `resource`, `path`,
@@ -193,7 +208,12 @@ pub fn event_v2(req: &RequestInfo<'_>, ctx: &ContextInfo<'_>) -> Vec<u8> {
 pub fn event_v1(req: &RequestInfo<'_>, ctx: &ContextInfo<'_>) -> Vec<u8> {
     let mut multi_headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for name in req.headers.keys() {
-        let values = req.headers.get_all(name).iter().map(header_text).collect();
+        let values = req
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| header_text(v).into_owned())
+            .collect();
         multi_headers.insert(name.as_str().to_owned(), values);
     }
     let headers = last_values(&multi_headers);
@@ -235,7 +255,7 @@ pub fn event_v1(req: &RequestInfo<'_>, ctx: &ContextInfo<'_>) -> Vec<u8> {
                 principal_org_id: None,
                 source_ip: req.source_ip.to_string(),
                 user: None,
-                user_agent: user_agent(req.headers),
+                user_agent: user_agent(req.headers).into_owned(),
                 user_arn: None,
             },
             path,
@@ -529,7 +549,7 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 
 /// The event's `body` and `isBase64Encoded`: no body when empty; base64 unless the content
 /// type is text and the bytes are UTF-8.
-fn event_body(req: &RequestInfo<'_>) -> (Option<String>, bool) {
+fn event_body<'a>(req: &RequestInfo<'a>) -> (Option<Cow<'a, str>>, bool) {
     if req.body.is_empty() {
         return (None, false);
     }
@@ -539,21 +559,23 @@ fn event_body(req: &RequestInfo<'_>) -> (Option<String>, bool) {
         .and_then(|v| v.to_str().ok());
     if is_text_content_type(content_type) {
         if let Ok(text) = std::str::from_utf8(req.body) {
-            return (Some(text.to_owned()), false);
+            return (Some(Cow::Borrowed(text)), false);
         }
     }
     (
-        Some(base64::engine::general_purpose::STANDARD.encode(req.body)),
+        Some(Cow::Owned(
+            base64::engine::general_purpose::STANDARD.encode(req.body),
+        )),
         true,
     )
 }
 
 /// A header value as text; bytes outside UTF-8 are replaced rather than dropped.
-fn header_text(value: &HeaderValue) -> String {
-    String::from_utf8_lossy(value.as_bytes()).into_owned()
+fn header_text(value: &HeaderValue) -> Cow<'_, str> {
+    String::from_utf8_lossy(value.as_bytes())
 }
 
-fn user_agent(headers: &HeaderMap) -> String {
+fn user_agent(headers: &HeaderMap) -> Cow<'_, str> {
     headers
         .get(http::header::USER_AGENT)
         .map(header_text)
@@ -651,8 +673,8 @@ struct EventV2<'a> {
     raw_path: &'a str,
     raw_query_string: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    cookies: Option<Vec<String>>,
-    headers: BTreeMap<String, String>,
+    cookies: Option<Vec<Cow<'a, str>>>,
+    headers: BTreeMap<&'a str, Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     query_string_parameters: Option<BTreeMap<String, String>>,
     request_context: ContextV2<'a>,
@@ -661,7 +683,7 @@ struct EventV2<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     stage_variables: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<String>,
+    body: Option<Cow<'a, str>>,
     is_base64_encoded: bool,
 }
 
@@ -687,7 +709,7 @@ struct HttpV2<'a> {
     path: String,
     protocol: &'a str,
     source_ip: String,
-    user_agent: String,
+    user_agent: Cow<'a, str>,
 }
 
 #[derive(Serialize)]
@@ -704,7 +726,7 @@ struct EventV1<'a> {
     request_context: ContextV1<'a>,
     path_parameters: Option<&'a BTreeMap<String, String>>,
     stage_variables: Option<&'a BTreeMap<String, String>>,
-    body: Option<String>,
+    body: Option<Cow<'a, str>>,
     is_base64_encoded: bool,
 }
 
