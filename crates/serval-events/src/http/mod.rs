@@ -467,23 +467,20 @@ impl Gateway {
             client_context: None,
             log_tail: false,
         };
-        // The integration's timeout ends the request, not the invocation: it runs on in its
-        // own task and its environment goes back to the pool as usual.
-        let engine = self.inner.engine.clone();
-        let running = tokio::spawn(async move { engine.invoke(invoke).await });
-        let outcome = match tokio::time::timeout(integration.timeout, running).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(join)) => {
-                tracing::error!(error = %join, "HTTP API: invocation task failed");
-                return internal_error();
-            }
-            Err(_) => {
-                return simple(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    r#"{"message":"Service Unavailable"}"#,
-                )
-            }
-        };
+        // The integration's timeout ends the request, not the invocation: `Engine::invoke`
+        // finishes an invocation whose caller stopped waiting, and its environment goes back
+        // to the pool as usual.
+        let outcome =
+            match tokio::time::timeout(integration.timeout, self.inner.engine.invoke(invoke)).await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    return simple(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        r#"{"message":"Service Unavailable"}"#,
+                    )
+                }
+            };
         match outcome {
             Ok(outcome) => match outcome.result {
                 InvokeResult::Success(bytes) => {
