@@ -9,6 +9,7 @@
 //! Not for: asserting on speed (tests never do) or load-testing real functions.
 
 mod async_queue;
+mod cold_start;
 mod http_trigger;
 mod load;
 mod private_server;
@@ -39,6 +40,9 @@ const WARMUP_INVOKES: u32 = 3;
 const SEQUENTIAL_TIME_CAP: Duration = Duration::from_secs(60);
 /// The Python function's code.
 const PYTHON_APP: &str = "def handler(event, context):\n    return {\"ok\": True}\n";
+
+/// The Node.js function's code.
+const NODE_APP: &str = "exports.handler = async () => ({ ok: true });\n";
 
 /// Options of `serval bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -83,6 +87,18 @@ pub struct BenchArgs {
     /// in interleaved rounds; the `--concurrency` levels for throughput).
     #[arg(long, conflicts_with_all = ["sandbox_cost", "async_queue"])]
     pub http: bool,
+    /// Measure environment creation instead: cold-start latency of `--samples` new functions
+    /// per `--functions` kind (e.g. `--functions python,node`), environments made per second
+    /// when `--cold-functions` functions are invoked once each at once, `--cold-parallel`
+    /// simultaneous cold starts of one function, and PSS per idle environment.
+    #[arg(long, conflicts_with_all = ["sandbox_cost", "async_queue", "http"])]
+    pub cold: bool,
+    /// Functions invoked once each, all at once, by `--cold`.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    pub cold_functions: u32,
+    /// Simultaneous invocations of one new function by `--cold`.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub cold_parallel: u32,
 }
 
 fn parse_bench_duration(s: &str) -> Result<Duration, String> {
@@ -101,6 +117,8 @@ pub enum BenchFunction {
     Python,
     /// `provided.al2023`, a `bootstrap` running `serval __hello-runtime`.
     Native,
+    /// `nodejs20.x`, `index.handler` returning `{ok: true}`.
+    Node,
 }
 
 impl BenchFunction {
@@ -108,6 +126,7 @@ impl BenchFunction {
         match self {
             BenchFunction::Python => "python",
             BenchFunction::Native => "native",
+            BenchFunction::Node => "node",
         }
     }
 
@@ -115,6 +134,7 @@ impl BenchFunction {
         match self {
             BenchFunction::Python => "python3.12",
             BenchFunction::Native => "provided.al2023",
+            BenchFunction::Node => "nodejs20.x",
         }
     }
 
@@ -122,6 +142,7 @@ impl BenchFunction {
         match self {
             BenchFunction::Python => "app.handler",
             BenchFunction::Native => "hello",
+            BenchFunction::Node => "index.handler",
         }
     }
 
@@ -129,6 +150,7 @@ impl BenchFunction {
     fn package(self) -> anyhow::Result<Vec<u8>> {
         match self {
             BenchFunction::Python => zip_files(&[("app.py", PYTHON_APP.as_bytes(), 0o644)]),
+            BenchFunction::Node => zip_files(&[("index.js", NODE_APP.as_bytes(), 0o644)]),
             BenchFunction::Native => {
                 // The binary travels in the package: an isolating sandbox shows the function
                 // nothing of the host, so it cannot exec the server's own copy.
@@ -242,6 +264,14 @@ fn ms(d: Option<Duration>) -> Option<f64> {
 pub async fn run(endpoint: Option<Endpoint>, args: BenchArgs) -> anyhow::Result<()> {
     if args.sandbox_cost {
         return sandbox_cost::run(&args).await;
+    }
+    if args.cold {
+        if endpoint.is_some() && !args.sandbox.is_empty() {
+            anyhow::bail!(
+                "--sandbox starts a private server; it cannot be combined with --endpoint"
+            );
+        }
+        return cold_start::run(endpoint, &args).await;
     }
     if args.http {
         if endpoint.is_some() && !args.sandbox.is_empty() {

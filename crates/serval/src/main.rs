@@ -289,6 +289,28 @@ mod tests {
         assert!(b.json);
         assert!(parse(&["bench", "--concurrency", "0"]).is_err());
         assert!(parse(&["bench", "--samples", "0"]).is_err());
+        let Command::Bench(b) = parse(&[
+            "bench",
+            "--cold",
+            "--functions",
+            "python,node",
+            "--cold-functions",
+            "50",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not bench")
+        };
+        assert!(b.cold);
+        assert_eq!(
+            b.functions,
+            [bench::BenchFunction::Python, bench::BenchFunction::Node]
+        );
+        assert_eq!((b.cold_functions, b.cold_parallel), (50, 100));
+        // One measurement mode at a time.
+        assert!(parse(&["bench", "--cold", "--http"]).is_err());
+        assert!(parse(&["bench", "--cold", "--cold-parallel", "0"]).is_err());
     }
 
     #[test]

@@ -122,6 +122,11 @@ impl PrivateServer {
         &self.endpoint
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The sandbox backend the server said it uses.
     pub fn sandbox(&self) -> &str {
         &self.sandbox
