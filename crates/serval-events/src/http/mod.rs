@@ -275,7 +275,9 @@ impl Gateway {
             return simple(StatusCode::FORBIDDEN, r#"{"Message":"Forbidden"}"#);
         };
         let cfg = &served.config;
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // In place: the event shows AWS's `x-forwarded-*`; no copy of the headers.
+        add_forwarded(&mut parts.headers, peer, self.inner.port);
         let method = parts.method.as_str();
         if let Some(cors) = &cfg.cors {
             if cors::is_preflight(method, &parts.headers) {
@@ -289,12 +291,11 @@ impl Gateway {
         };
         let request_id = RequestId::new();
         let raw_path = strip_prefix(parts.uri.path(), path_prefix);
-        let headers = forwarded(&parts.headers, peer, self.inner.port);
         let info = RequestInfo {
             method,
             raw_path,
             raw_query: parts.uri.query().unwrap_or(""),
-            headers: &headers,
+            headers: &parts.headers,
             body: &body,
             source_ip: peer.ip(),
             protocol: protocol(parts.version),
@@ -327,30 +328,8 @@ impl Gateway {
             client_context: None,
             log_tail: false,
         };
-        let mut resp = match self.inner.engine.invoke(invoke).await {
-            Ok(outcome) => match outcome.result {
-                InvokeResult::Success(bytes) => match payload::response_v2(&bytes) {
-                    Ok(r) => into_response(r),
-                    Err(e) => {
-                        tracing::info!(url_id, request_id = %request_id, error = %e, "function URL: malformed response");
-                        bad_gateway()
-                    }
-                },
-                InvokeResult::FunctionError(_) => bad_gateway(),
-            },
-            Err(InvokeError::TooManyRequests { .. }) => simple(
-                StatusCode::TOO_MANY_REQUESTS,
-                r#"{"Message":"Rate Exceeded."}"#,
-            ),
-            Err(InvokeError::ShuttingDown) => simple(
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"Message":"Service Unavailable"}"#,
-            ),
-            Err(e) => {
-                tracing::warn!(url_id, request_id = %request_id, error = %e, "function URL: invocation failed");
-                bad_gateway()
-            }
-        };
+        let outcome = self.inner.engine.invoke(invoke).await;
+        let mut resp = answer(outcome, Format::V2, &URL_ANSWERS, url_id);
         if let Some(cors) = &cfg.cors {
             cors::apply(cors, &parts.headers, resp.headers_mut());
         }
@@ -371,7 +350,9 @@ impl Gateway {
         let Some(api) = read(&self.inner.apis).get(api_id).cloned() else {
             return not_found();
         };
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // In place: the event shows AWS's `x-forwarded-*`; no copy of the headers.
+        add_forwarded(&mut parts.headers, peer, self.inner.port);
         let method = parts.method.as_str();
         let apigw_id = apigw_request_id();
         let mut resp = self
@@ -422,13 +403,12 @@ impl Gateway {
         let Some(body) = read_body(body).await else {
             return too_large(r#"{"message":"Request Entity Too Large"}"#);
         };
-        let headers = forwarded(&parts.headers, peer, self.inner.port);
         let domain_name = format!("{}.execute-api.localhost", api.api.api_id);
         let info = RequestInfo {
             method,
             raw_path,
             raw_query: parts.uri.query().unwrap_or(""),
-            headers: &headers,
+            headers: &parts.headers,
             body: &body,
             source_ip: peer.ip(),
             protocol: protocol(parts.version),
@@ -481,35 +461,70 @@ impl Gateway {
                     )
                 }
             };
-        match outcome {
-            Ok(outcome) => match outcome.result {
-                InvokeResult::Success(bytes) => {
-                    let mapped = match integration.format {
-                        Format::V1 => payload::response_v1(&bytes),
-                        Format::V2 => payload::response_v2(&bytes),
-                    };
-                    match mapped {
-                        Ok(r) => into_response(r),
-                        Err(e) => {
-                            tracing::info!(api = %api.api.api_id, error = %e, "HTTP API: malformed Lambda response");
-                            internal_error()
-                        }
-                    }
-                }
-                InvokeResult::FunctionError(_) => internal_error(),
-            },
-            Err(InvokeError::TooManyRequests { .. }) => simple(
-                StatusCode::TOO_MANY_REQUESTS,
-                r#"{"message":"Too Many Requests"}"#,
-            ),
-            Err(InvokeError::ShuttingDown) => simple(
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"message":"Service Unavailable"}"#,
-            ),
-            Err(e) => {
-                tracing::warn!(api = %api.api.api_id, error = %e, "HTTP API: invocation failed");
-                internal_error()
+        answer(outcome, integration.format, &API_ANSWERS, &api.api.api_id)
+    }
+}
+
+/// How a trigger answers what did not become the function's own response.
+struct Answers {
+    /// For logs: `function URL`, `HTTP API`.
+    trigger: &'static str,
+    /// A function error, or an answer the payload format cannot map.
+    failed: fn() -> Response<Body>,
+    throttled: &'static str,
+    unavailable: &'static str,
+}
+
+/// A Function URL's: 502 for failures, Lambda's own wording otherwise.
+const URL_ANSWERS: Answers = Answers {
+    trigger: "function URL",
+    failed: bad_gateway,
+    throttled: r#"{"Message":"Rate Exceeded."}"#,
+    unavailable: r#"{"Message":"Service Unavailable"}"#,
+};
+
+/// An HTTP API's: 500 for failures, API Gateway's wording.
+const API_ANSWERS: Answers = Answers {
+    trigger: "HTTP API",
+    failed: internal_error,
+    throttled: r#"{"message":"Too Many Requests"}"#,
+    unavailable: r#"{"message":"Service Unavailable"}"#,
+};
+
+/// The HTTP response to an invocation's outcome: the function's answer mapped by `format`, or
+/// the trigger's own answer when there is none to map. `id` (URL or API id) is for logs.
+fn answer(
+    outcome: Result<serval_engine::InvokeOutcome, InvokeError>,
+    format: Format,
+    answers: &Answers,
+    id: &str,
+) -> Response<Body> {
+    match outcome {
+        Ok(outcome) => match outcome.result {
+            InvokeResult::Success(bytes) => {
+                let mapped = match format {
+                    Format::V1 => payload::response_v1(&bytes),
+                    Format::V2 => payload::response_v2(&bytes),
+                };
+                mapped.map_or_else(
+                    |e| {
+                        tracing::info!(trigger = answers.trigger, id, request_id = %outcome.request_id, error = %e, "malformed Lambda proxy response");
+                        (answers.failed)()
+                    },
+                    into_response,
+                )
             }
+            InvokeResult::FunctionError(_) => (answers.failed)(),
+        },
+        Err(InvokeError::TooManyRequests { .. }) => {
+            simple(StatusCode::TOO_MANY_REQUESTS, answers.throttled)
+        }
+        Err(InvokeError::ShuttingDown) => {
+            simple(StatusCode::SERVICE_UNAVAILABLE, answers.unavailable)
+        }
+        Err(e) => {
+            tracing::warn!(trigger = answers.trigger, id, error = %e, "invocation failed");
+            (answers.failed)()
         }
     }
 }
@@ -596,26 +611,25 @@ fn strip_prefix<'a>(path: &'a str, prefix: Option<&str>) -> &'a str {
     }
 }
 
-/// The request's headers plus the `x-forwarded-*` ones AWS's front ends add.
-fn forwarded(headers: &HeaderMap, peer: SocketAddr, port: u16) -> HeaderMap {
-    let mut out = headers.clone();
+/// Adds the `x-forwarded-*` headers AWS's front ends add (appending the caller to an
+/// existing `x-forwarded-for`).
+fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, port: u16) {
     let ip = peer.ip().to_string();
     let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(earlier) => format!("{earlier}, {ip}"),
         None => ip,
     };
     if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-        out.insert(HeaderName::from_static("x-forwarded-for"), v);
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
-    out.insert(
+    headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static("http"),
     );
-    out.insert(
+    headers.insert(
         HeaderName::from_static("x-forwarded-port"),
         HeaderValue::from(port),
     );
-    out
 }
 
 fn protocol(version: http::Version) -> &'static str {
